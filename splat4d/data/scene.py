@@ -1,0 +1,203 @@
+"""`DynamicScene`: the one scene type every reader returns and every method consumes.
+
+A scene is a list of views per split. A view is one image of one camera at one time t in [0, 1].
+Images are read lazily (from a file, a video frame or memory) and resized by the scene's `scale`;
+RGBA images are composited on the scene's background colour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from splat4d.cameras import Cameras
+from splat4d.errors import DatasetError
+
+
+class ImageRef:
+    """Where one image comes from. `read()` returns uint8 [H, W, C] (C = 1, 3 or 4)."""
+
+    name: str = "<image>"
+
+    def read(self) -> np.ndarray:
+        raise NotImplementedError
+
+
+class FileImage(ImageRef):
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.name = str(self.path)
+
+    def read(self) -> np.ndarray:
+        from PIL import Image
+
+        if not self.path.is_file():
+            raise DatasetError(f"missing image file {self.path}")
+        try:
+            with Image.open(self.path) as im:
+                im.load()
+                if im.mode not in ("L", "RGB", "RGBA"):
+                    im = im.convert("RGBA" if "A" in im.mode else "RGB")
+                return np.asarray(im)
+        except DatasetError:
+            raise
+        except Exception as e:  # PIL raises many types for truncated or corrupt files
+            raise DatasetError(f"unreadable image {self.path}: {e}") from None
+
+
+class ArrayImage(ImageRef):
+    def __init__(self, array: np.ndarray, name: str = "<memory>"):
+        self.array = array
+        self.name = name
+
+    def read(self) -> np.ndarray:
+        return self.array
+
+
+class CallableImage(ImageRef):
+    """An image produced on demand (e.g. a decoded video frame)."""
+
+    def __init__(self, fn: Callable[[], np.ndarray], name: str):
+        self.fn = fn
+        self.name = name
+
+    def read(self) -> np.ndarray:
+        return self.fn()
+
+
+@dataclass
+class View:
+    """One observed image: camera (full resolution, C=1), time in [0, 1], ids, image and optional mask."""
+
+    camera: Cameras
+    time: float
+    cam_id: int
+    frame_id: int
+    image: ImageRef
+    mask: ImageRef | None = None
+    depth: np.ndarray | None = None  # [H, W] camera-space z at full resolution, when known exactly
+
+
+@dataclass
+class DynamicScene:
+    """Views per split plus what methods need to initialise: bounds, points, background.
+
+    Attributes:
+        name: scene name.
+        format: reader that produced it ("dnerf", "neu3d", "hypernerf", "easyvolcap", "synthetic").
+        splits: views per split name ("train", "val", "test").
+        background: RGB in [0, 1] that RGBA images are composited on and renderers fill with.
+        scale: resolution factor applied to every image and camera.
+        bounds: axis-aligned scene box [2, 3] (min, max) in world units.
+        points: optional initial points [P, 3]; point_colors [P, 3] in [0, 1].
+        num_cameras / num_frames: distinct cameras and time steps over all splits.
+        up: world up direction (used by orbit/spiral render paths).
+    """
+
+    name: str
+    format: str
+    splits: dict[str, list[View]]
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    scale: float = 1.0
+    bounds: Tensor = field(default_factory=lambda: torch.tensor([[-1.0] * 3, [1.0] * 3]))
+    points: Tensor | None = None
+    point_colors: Tensor | None = None
+    num_cameras: int = 0
+    num_frames: int = 0
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+
+    def split(self, name: str) -> list[View]:
+        if name not in self.splits:
+            raise DatasetError(f"scene {self.name!r} has no split {name!r} (has {sorted(self.splits)})")
+        return self.splits[name]
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """(width, height) of the images after scaling."""
+        cam = self.camera(next(v for views in self.splits.values() for v in views))
+        return cam.width, cam.height
+
+    @property
+    def time_range(self) -> tuple[float, float]:
+        times = [v.time for views in self.splits.values() for v in views]
+        return (min(times), max(times)) if times else (0.0, 0.0)
+
+    def camera(self, view: View) -> Cameras:
+        return view.camera if self.scale == 1.0 else view.camera.rescale(self.scale)
+
+    def cameras(self, split: str) -> Cameras:
+        return Cameras.cat([self.camera(v) for v in self.split(split)])
+
+    def times(self, split: str) -> Tensor:
+        return torch.tensor([v.time for v in self.split(split)], dtype=torch.float32)
+
+    def image(self, view: View) -> Tensor:
+        """RGB float32 [H, W, 3] in [0, 1] at the scene's scale, alpha composited on the background."""
+        arr = self._read_resized(view.image, view)
+        img = torch.from_numpy(arr.astype(np.float32) / 255.0)
+        if img.shape[-1] == 1:
+            img = img.expand(-1, -1, 3)
+        if img.shape[-1] == 4:
+            a = img[..., 3:]
+            img = img[..., :3] * a + torch.tensor(self.background) * (1 - a)
+        return img.contiguous()
+
+    def alpha(self, view: View) -> Tensor | None:
+        """Foreground mask float32 [H, W] in [0, 1]: the mask image, else the image's alpha, else None."""
+        if view.mask is not None:
+            m = self._read_resized(view.mask, view)
+            return torch.from_numpy(m[..., 0].astype(np.float32) / 255.0)
+        arr = self._read_resized(view.image, view)
+        if arr.shape[-1] == 4:
+            return torch.from_numpy(arr[..., 3].astype(np.float32) / 255.0)
+        return None
+
+    def _read_resized(self, ref: ImageRef, view: View) -> np.ndarray:
+        arr = ref.read()
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        cam = view.camera
+        if arr.shape[0] != cam.height or arr.shape[1] != cam.width:
+            raise DatasetError(
+                f"image {ref.name} is {arr.shape[1]}x{arr.shape[0]}, expected {cam.width}x{cam.height}"
+            )
+        if self.scale != 1.0:
+            w, h = self.camera(view).width, self.camera(view).height
+            arr = _resize(arr, w, h)
+        return arr
+
+    def summary(self) -> dict:
+        w, h = self.resolution
+        t0, t1 = self.time_range
+        return {
+            "name": self.name,
+            "format": self.format,
+            "views": {k: len(v) for k, v in self.splits.items()},
+            "resolution": [w, h],
+            "cameras": self.num_cameras,
+            "frames": self.num_frames,
+            "time_range": [round(t0, 6), round(t1, 6)],
+            "points": 0 if self.points is None else int(self.points.shape[0]),
+            "background": list(self.background),
+        }
+
+
+def _resize(arr: np.ndarray, w: int, h: int) -> np.ndarray:
+    from PIL import Image
+
+    chans = [Image.fromarray(arr[..., c]).resize((w, h), Image.BOX) for c in range(arr.shape[-1])]
+    return np.stack([np.asarray(c) for c in chans], axis=-1)
+
+
+def count_unique_cameras(viewmats: Tensor, Ks: Tensor, decimals: int = 5) -> tuple[int, list[int]]:
+    """Distinct cameras among views (same pose and intrinsics) -> (count, camera id per view)."""
+    keys = torch.cat([viewmats.reshape(len(viewmats), -1), Ks.reshape(len(Ks), -1)], dim=1)
+    keys = np.round(keys.double().numpy(), decimals)
+    ids: dict[bytes, int] = {}
+    out = [ids.setdefault(k.tobytes(), len(ids)) for k in keys]
+    return len(ids), out
