@@ -1,0 +1,32 @@
+"""Compile (or load from numba's cache) the CPU rasterizer kernels once: `python -m splat4d.render.warmup`.
+
+Run before the test suite so a cold JIT (~20 s) is paid once, not inside a timed test.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def warmup() -> float:
+    from splat4d.cameras import Cameras
+    from splat4d.render import rasterize
+
+    t0 = time.perf_counter()
+    g = torch.Generator().manual_seed(0)
+    n = 64
+    means = (torch.rand(n, 3, generator=g) - 0.5).requires_grad_()
+    quats = torch.randn(n, 4, generator=g)
+    scales = torch.full((n, 3), 0.05)
+    opac = torch.full((n,), 0.5)
+    colors = torch.rand(n, 3, generator=g)
+    cams = Cameras.look_at([0.0, -3.0, 0.0], [0.0, 0.0, 0.0], width=32, height=24)
+    out = rasterize(means, quats, scales, opac, colors, cams, backend="cpu", return_weights=True)
+    (out.rgb.sum() + out.alpha.sum()).backward()
+    return time.perf_counter() - t0
+
+
+if __name__ == "__main__":
+    print(f"splat4d CPU rasterizer kernels ready in {warmup():.1f} s")
