@@ -184,7 +184,7 @@ class Cameras:
         up = torch.as_tensor(up, dtype=torch.float64).reshape(-1, 3).expand_as(eye)
         z = target - eye
         z = z / z.norm(dim=-1, keepdim=True)
-        x = torch.cross(z, -up, dim=-1)  # image y points down, so x = z × (−up)
+        x = torch.cross(z, up, dim=-1)  # image y = −up points down and x = y × z = z × up
         bad = x.norm(dim=-1) < 1e-8  # looking along up: pick any perpendicular axis
         if bad.any():
             alt = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64).expand_as(z)
