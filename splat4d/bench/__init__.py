@@ -1,0 +1,1 @@
+"""Benchmarks shared by `benchmarks/*.py` and `splat4d bench`."""
