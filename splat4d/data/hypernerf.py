@@ -113,7 +113,7 @@ def load(path: Path, scale: float = 1.0, background=(0.0, 0.0, 0.0)) -> DynamicS
         num_cameras=num_cameras, num_frames=num_frames, points=points,
     )
     if near is not None and far is not None:
-        scene.near_far = torch.tensor([[float(near), float(far)]]).expand(max(num_cameras, 1), 2).clone()  # type: ignore[attr-defined]
+        scene.near_far = torch.tensor([[float(near), float(far)]]).expand(max(num_cameras, 1), 2).clone()
     return scene
 
 

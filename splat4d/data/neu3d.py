@@ -119,7 +119,7 @@ def load(
         path.resolve().name, NAME, splits, scale=scene_scale, background=background,
         num_cameras=len(numbers), num_frames=num_frames, points=points, point_colors=colors,
     )
-    scene.near_far = near_far  # type: ignore[attr-defined]  # [C, 2] per camera, camera order = cam_id
+    scene.near_far = near_far  # [C, 2] per camera, camera order = cam_id
     return scene
 
 

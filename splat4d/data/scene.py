@@ -97,6 +97,7 @@ class DynamicScene:
         points: optional initial points [P, 3]; point_colors [P, 3] in [0, 1].
         num_cameras / num_frames: distinct cameras and time steps over all splits.
         up: world up direction (used by orbit/spiral render paths).
+        near_far: per-camera near/far planes [C, 2] when the format has them (LLFF, HyperNeRF).
     """
 
     name: str
@@ -110,6 +111,7 @@ class DynamicScene:
     num_cameras: int = 0
     num_frames: int = 0
     up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    near_far: Tensor | None = None  # [C, 2] per-camera near/far bounds when the format gives them
 
     def split(self, name: str) -> list[View]:
         if name not in self.splits:
