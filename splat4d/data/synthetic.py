@@ -19,7 +19,7 @@ ground is identical across frames wherever no moving object covers it.
 
 Per view the scene holds an RGBA uint8 image (alpha = 255 where a ray hits any surface, 0 elsewhere, so
 `DynamicScene.image` composites the scene background there), a mask equal to that alpha (any surface hit,
-ground included) and `View.depth`: camera-space z (OpenCV, metres along the optical axis) at full
+ground included) and `View.depth`: camera-space z (OpenCV, scene units along the optical axis) at full
 resolution, float32, 0 where the ray hits nothing.
 """
 
