@@ -1,0 +1,153 @@
+"""`deformable`: the 4DGaussians baseline. Canonical 3D Gaussians deformed at time t by a HexPlane field
+and small MLP heads (additive updates of position, log-scale, rotation and optionally opacity and SH).
+
+Training starts with a static "coarse" stage (no deformation), then switches the deformation on; the
+HexPlane's total-variation, time-smoothness and time-plane L1 regularisers join the loss then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from splat4d.cameras import Cameras
+from splat4d.fields.hexplane import HexPlane
+from splat4d.fields.mlp import MLP
+from splat4d.gaussians import Gaussians
+from splat4d.methods.base import Batch, register
+from splat4d.methods.gaussian_base import GaussianConfig, GaussianMethod
+from splat4d.render import RenderOutput
+from splat4d.train.optim import ParamGroup
+
+
+@dataclass
+class DeformableConfig(GaussianConfig):
+    """Deformable 4D Gaussians (4DGaussians): canonical Gaussians + HexPlane + deformation MLP."""
+
+    coarse_fraction: float = 0.15
+    """Fraction of the iterations spent in the static coarse stage before deformation switches on."""
+    grid_resolution: tuple[int, int, int] = (64, 64, 64)
+    """Spatial resolution of the HexPlane's base scale."""
+    time_resolution: int = 0
+    """Time resolution of the HexPlane (0: the number of frames, at most 25... 150 as the data needs)."""
+    grid_dim: int = 16
+    """Channels per plane."""
+    multires: tuple[int, ...] = (1, 2)
+    """Spatial resolution multipliers of the HexPlane scales."""
+    width: int = 64
+    """Width of the deformation MLP."""
+    depth: int = 1
+    """Hidden layers of the deformation trunk."""
+    deform_opacity: bool = False
+    """Also predict an opacity update."""
+    deform_sh: bool = False
+    """Also predict an SH update."""
+    lr_grid: float = 1.6e-3
+    """HexPlane learning rate (decays to 1/100)."""
+    lr_deform: float = 1.6e-4
+    """Deformation MLP learning rate (decays to 1/10)."""
+    plane_tv_weight: float = 2e-4
+    """Weight of the spatial-plane total variation."""
+    time_smoothness_weight: float = 1e-3
+    """Weight of the time planes' second-difference smoothness."""
+    time_l1_weight: float = 1e-4
+    """Weight of the time planes' L1 distance to 1 (no motion)."""
+
+
+class Deformation(nn.Module):
+    """HexPlane features -> trunk -> heads (ReLU, Linear, ReLU, Linear) for each updated attribute."""
+
+    def __init__(self, cfg: DeformableConfig, bounds: Tensor, time_res: int, sh_dim: int):
+        super().__init__()
+        self.hexplane = HexPlane(bounds, (*cfg.grid_resolution, time_res), cfg.grid_dim, cfg.multires)
+        W = cfg.width
+        self.trunk = MLP(self.hexplane.feat_dim, W, W, max(cfg.depth - 1, 0))
+        outs = {"xyz": 3, "scale": 3, "rot": 4}
+        if cfg.deform_opacity:
+            outs["opacity"] = 1
+        if cfg.deform_sh:
+            outs["sh"] = sh_dim
+        self.heads = nn.ModuleDict({k: nn.Sequential(nn.ReLU(), MLP(W, W, n, 1, out_init_zero=True)) for k, n in outs.items()})
+
+    def forward(self, xyz: Tensor, t: float) -> dict[str, Tensor]:
+        h = self.trunk(self.hexplane(xyz, t))
+        return {k: head(h) for k, head in self.heads.items()}
+
+
+@register
+class DeformableGaussians(GaussianMethod):
+    name = "deformable"
+    Config = DeformableConfig
+
+    def __init__(self, cfg: DeformableConfig, gaussians: Gaussians, extent: float, bounds: Tensor, time_res: int):
+        super().__init__(cfg, gaussians, extent)
+        self.deformation = Deformation(cfg, bounds, time_res, gaussians.sh.shape[1] * 3)
+        self.register_buffer("coarse_iters", torch.tensor(0))
+        self.register_buffer("dynamic", torch.tensor(True))
+        self.register_buffer("time_res", torch.tensor(time_res))
+
+    @classmethod
+    def from_scene(cls, scene, cfg: DeformableConfig, generator: torch.Generator | None = None) -> "DeformableGaussians":
+        gaussians, extent = cls.init_gaussians(scene, cfg, generator)
+        time_res = cfg.time_resolution or max(2, min(scene.num_frames or 25, 25))
+        bounds = _padded_bounds(scene.bounds.float(), gaussians.means.detach())
+        return cls(cfg, gaussians, extent, bounds, time_res)
+
+    @classmethod
+    def empty(cls, cfg: DeformableConfig, state: dict) -> "DeformableGaussians":
+        g = Gaussians.empty_like_state({k[len("gaussians."):]: v for k, v in state.items() if k.startswith("gaussians.")})
+        return cls(cfg, g, float(state["extent"]), state["deformation.hexplane.bounds"], int(state["time_res"]))
+
+    # ------------------------------------------------------------- training
+    def param_groups(self, total_steps: int) -> list[ParamGroup]:
+        c = self.cfg
+        self.coarse_iters.fill_(round(c.coarse_fraction * total_steps))
+        start = int(self.coarse_iters)
+        d = self.deformation
+        return self.gaussian_param_groups(total_steps) + [
+            ParamGroup("hexplane", list(d.hexplane.parameters()), c.lr_grid, c.lr_grid / 100, total_steps - start, start=start),
+            ParamGroup("deform_mlp", list(d.trunk.parameters()) + list(d.heads.parameters()), c.lr_deform,
+                       c.lr_deform / 10, total_steps - start, start=start),
+        ]
+
+    def on_step(self, step: int) -> None:
+        super().on_step(step)
+        self.dynamic.fill_(step >= int(self.coarse_iters))
+
+    def loss(self, batch: Batch, outs: list[RenderOutput], step: int) -> tuple[Tensor, dict]:
+        loss, logs = self.photometric(batch, outs)
+        if bool(self.dynamic):
+            c, hp = self.cfg, self.deformation.hexplane
+            reg = c.plane_tv_weight * hp.plane_tv() + c.time_smoothness_weight * hp.time_smoothness()
+            reg = reg + c.time_l1_weight * hp.time_l1()
+            loss = loss + reg
+            logs["reg"] = float(reg.detach())
+        return loss, logs
+
+    # ------------------------------------------------------------ rendering
+    def gaussians_at(self, t: float) -> dict[str, Tensor]:
+        """Activated Gaussians deformed to time t."""
+        g = self.gaussians
+        means, log_scales, quats, logits, sh = g.means, g.log_scales, g.quats, g.opacity_logits, g.sh
+        if bool(self.dynamic):
+            d = self.deformation(means, t)
+            means, log_scales, quats = means + d["xyz"], log_scales + d["scale"], quats + d["rot"]
+            if "opacity" in d:
+                logits = logits + d["opacity"][:, 0]
+            if "sh" in d:
+                sh = sh + d["sh"].reshape(sh.shape)
+        return {"means": means, "quats": quats, "scales": torch.exp(log_scales), "opacities": torch.sigmoid(logits), "sh": sh}
+
+    def render(self, cameras: Cameras, t: float, background: Tensor | None = None, **kw) -> RenderOutput:
+        g = self.gaussians_at(t)
+        return self.splat(g["means"], g["quats"], g["scales"], g["opacities"], g["sh"], cameras, background, **kw)
+
+
+def _padded_bounds(bounds: Tensor, points: Tensor) -> Tensor:
+    """The scene box grown to hold the initial points, plus 10% so Gaussians can move outwards."""
+    lo = torch.minimum(bounds[0], points.min(0).values) if len(points) else bounds[0]
+    hi = torch.maximum(bounds[1], points.max(0).values) if len(points) else bounds[1]
+    pad = 0.1 * (hi - lo)
+    return torch.stack([lo - pad, hi + pad])

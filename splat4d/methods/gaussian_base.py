@@ -1,0 +1,128 @@
+"""What every method built on a plain set of 3D Gaussians shares: initialisation from the scene,
+per-Gaussian parameter groups with 3DGS learning rates, densification, and the photometric loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from splat4d.cameras import Cameras
+from splat4d.gaussians import Gaussians
+from splat4d.methods.base import Batch, Method
+from splat4d.render import RenderOutput, rasterize
+from splat4d.train.densify import DensifyConfig, DensifyStrategy
+from splat4d.train.losses import photometric_loss
+from splat4d.train.optim import ParamGroup
+
+
+@dataclass
+class GaussianConfig:
+    """Settings shared by Gaussian-set methods."""
+
+    sh_degree: int = 3
+    """Spherical-harmonics degree of the colours (0-3)."""
+    max_init_points: int = 20000
+    """Initial point clouds larger than this are randomly subsampled (CPU memory and speed)."""
+    random_init_points: int = 5000
+    """Gaussians placed uniformly in the scene box when the scene has no initial points."""
+    init_opacity: float = 0.1
+    """Initial opacity of every Gaussian."""
+    lr_means: float = 1.6e-4
+    """Learning rate of the means, times the scene extent (decays to 1/100 over training)."""
+    lr_scales: float = 5e-3
+    """Learning rate of the log-scales."""
+    lr_quats: float = 1e-3
+    """Learning rate of the rotations."""
+    lr_opacity: float = 5e-2
+    """Learning rate of the opacity logits."""
+    lr_sh0: float = 2.5e-3
+    """Learning rate of the DC colour."""
+    lr_shN: float = 2.5e-3 / 20
+    """Learning rate of the higher SH bands."""
+    sh_interval: int = 1000
+    """Raise the active SH degree by one every this many iterations (3DGS's schedule)."""
+    lambda_ssim: float = 0.2
+    """Weight of D-SSIM in the photometric loss (1 - lambda) L1 + lambda (1 - SSIM)."""
+    backend: str = "auto"
+    """Rasterizer backend: auto, cpu, torch or cuda."""
+    antialiased: bool = False
+    """Opacity compensation for the eps2d blur (gsplat's antialiased mode)."""
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+    """Adaptive density control."""
+
+
+class GaussianMethod(Method):
+    """Base of methods whose primitives are one `Gaussians` set (static, deformable, ...)."""
+
+    def __init__(self, cfg: GaussianConfig, gaussians: Gaussians, extent: float):
+        super().__init__(cfg)
+        self.gaussians = gaussians
+        self.register_buffer("extent", torch.tensor(float(extent)))
+        self.register_buffer("active_sh", torch.tensor(0))
+        self.strategy = DensifyStrategy(cfg.densify, extent)
+
+    @staticmethod
+    def init_gaussians(scene, cfg: GaussianConfig, generator: torch.Generator | None = None) -> tuple[Gaussians, float]:
+        bounds = scene.bounds.float()
+        extent = float((bounds[1] - bounds[0]).norm()) / 2
+        if scene.points is not None and len(scene.points) > 0:
+            pts = scene.points.float()
+            cols = scene.point_colors.float() if scene.point_colors is not None else None
+            if len(pts) > cfg.max_init_points:
+                idx = torch.randperm(len(pts), generator=generator)[: cfg.max_init_points]
+                pts, cols = pts[idx], (cols[idx] if cols is not None else None)
+            g = Gaussians.from_points(pts, cols, cfg.sh_degree, cfg.init_opacity)
+        else:
+            g = Gaussians.random_in_box(bounds, cfg.random_init_points, cfg.sh_degree, generator)
+        return g, extent
+
+    # ------------------------------------------------------------- training
+    def gaussian_param_groups(self, total_steps: int) -> list[ParamGroup]:
+        c, g, e = self.cfg, self.gaussians, float(self.extent)
+        return [
+            ParamGroup("means", [g.means], c.lr_means * e, c.lr_means * e / 100, total_steps, per_gaussian=True),
+            ParamGroup("log_scales", [g.log_scales], c.lr_scales, per_gaussian=True),
+            ParamGroup("quats", [g.quats], c.lr_quats, per_gaussian=True),
+            ParamGroup("opacity_logits", [g.opacity_logits], c.lr_opacity, per_gaussian=True),
+            ParamGroup("sh0", [g.sh0], c.lr_sh0, per_gaussian=True),
+            ParamGroup("shN", [g.shN], c.lr_shN, per_gaussian=True),
+        ]
+
+    def param_groups(self, total_steps: int) -> list[ParamGroup]:
+        return self.gaussian_param_groups(total_steps)
+
+    def photometric(self, batch: Batch, outs: list[RenderOutput]) -> tuple[Tensor, dict]:
+        pred = torch.cat([o.rgb for o in outs])
+        return photometric_loss(pred, batch.images, self.cfg.lambda_ssim)
+
+    def loss(self, batch: Batch, outs: list[RenderOutput], step: int) -> tuple[Tensor, dict]:
+        return self.photometric(batch, outs)
+
+    def on_step(self, step: int) -> None:
+        self.active_sh.fill_(min(step // max(self.cfg.sh_interval, 1), self.gaussians.sh_degree))
+
+    def after_backward(self, outs: list[RenderOutput], step: int) -> None:
+        self.strategy.after_backward(self.gaussians, [o.meta for o in outs], step)
+
+    def after_step(self, opt: torch.optim.Optimizer, step: int) -> dict:
+        return self.strategy.after_step(self.gaussians, opt, step)
+
+    def extra_state(self) -> dict:
+        return {"densify": self.strategy.state_dict()}
+
+    def load_extra_state(self, state: dict) -> None:
+        if "densify" in state:
+            self.strategy.load_state_dict(state["densify"])
+
+    @property
+    def num_primitives(self) -> int:
+        return len(self.gaussians)
+
+    # ------------------------------------------------------------ rendering
+    def splat(self, means, quats, scales, opacities, sh, cameras: Cameras, background, **kw) -> RenderOutput:
+        return rasterize(
+            means, quats, scales, opacities, sh, cameras, background=background,
+            sh_degree=int(self.active_sh), backend=self.cfg.backend, antialiased=self.cfg.antialiased, **kw,
+        )

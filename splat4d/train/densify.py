@@ -1,0 +1,170 @@
+"""Adaptive density control for a `Gaussians` set (clone / split / prune / opacity reset), as in 3DGS
+and gsplat's default strategy. It knows Gaussians and the optimiser, nothing about methods.
+
+Screen-space gradients: the rasterizer's meta["means2d"].grad, scaled to NDC units (x W/2, x H/2 per
+camera) so the threshold 0.0002 means what it means in 3DGS, averaged over the iterations in which
+each Gaussian was visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from splat4d.gaussians import FIELDS, Gaussians
+from splat4d.render.projection import quat_to_rotmat
+from splat4d.train.optim import replace_param
+
+
+@dataclass
+class DensifyConfig:
+    """When and how Gaussians are grown and pruned."""
+
+    start: int = 500
+    """First iteration that may grow or prune."""
+    stop: int = 15000
+    """No growing or pruning from this iteration on."""
+    every: int = 100
+    """Grow/prune every this many iterations."""
+    grad_threshold: float = 0.0002
+    """Average NDC-space 2D-mean gradient above which a Gaussian is cloned (small) or split (large)."""
+    grow_scale3d: float = 0.01
+    """Largest scale, as a fraction of the scene extent, below which a Gaussian is cloned rather than split."""
+    prune_opacity: float = 0.005
+    """Gaussians less opaque than this are removed."""
+    prune_scale3d: float = 0.1
+    """After the first opacity reset, Gaussians larger than this fraction of the scene extent are removed."""
+    reset_every: int = 3000
+    """Reset opacities to 2 x prune_opacity every this many iterations (0: never)."""
+    max_gaussians: int = 300_000
+    """Never grow beyond this many Gaussians."""
+
+
+class DensifyStrategy:
+    def __init__(self, cfg: DensifyConfig, scene_extent: float, seed: int = 0):
+        self.cfg = cfg
+        self.extent = float(scene_extent)
+        self.grad2d: Tensor | None = None
+        self.count: Tensor | None = None
+        self.gen = torch.Generator().manual_seed(seed)
+
+    # ------------------------------------------------------------ bookkeeping
+    def state_dict(self) -> dict:
+        return {"grad2d": self.grad2d, "count": self.count, "gen": self.gen.get_state(), "extent": self.extent}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.grad2d, self.count, self.extent = state["grad2d"], state["count"], state["extent"]
+        self.gen.set_state(state["gen"])
+
+    def after_backward(self, gaussians: Gaussians, metas: list[dict], step: int) -> None:
+        """Accumulate the screen-space gradient of every Gaussian seen in this iteration's renders."""
+        if step >= self.cfg.stop:
+            return
+        n = len(gaussians)
+        if self.grad2d is None or self.grad2d.shape[0] != n:
+            self.grad2d, self.count = torch.zeros(n), torch.zeros(n)
+        for meta in metas:
+            m2d = meta["means2d"]
+            if m2d.grad is None:
+                continue
+            g = m2d.grad.detach().clone()  # [C, N, 2]
+            C = g.shape[0]
+            g[..., 0] *= meta["width"] / 2.0 * C
+            g[..., 1] *= meta["height"] / 2.0 * C
+            vis = meta["visible"]  # [C, N]
+            norms = torch.where(vis, g.norm(dim=-1), torch.zeros_like(g[..., 0]))
+            self.grad2d += norms.sum(0).cpu().to(self.grad2d.dtype)
+            self.count += vis.sum(0).cpu().to(self.count.dtype)
+
+    def after_step(self, gaussians: Gaussians, opt: torch.optim.Optimizer, step: int) -> dict:
+        """Grow, prune and reset on schedule; returns counts of what happened (empty when nothing did)."""
+        c = self.cfg
+        logs: dict = {}
+        if step >= c.stop or step < c.start:
+            return logs
+        if step % c.every == 0 and step > c.start and self.grad2d is not None:
+            logs.update(self.grow(gaussians, opt))
+            logs.update(self.prune(gaussians, opt, step))
+            self.grad2d = self.count = None
+        if c.reset_every and step % c.reset_every == 0 and step > 0:
+            self.reset_opacity(gaussians, opt)
+            logs["reset"] = True
+        return logs
+
+    # ------------------------------------------------------------ operations
+    @torch.no_grad()
+    def grow(self, gaussians: Gaussians, opt) -> dict:
+        c = self.cfg
+        avg = self.grad2d / self.count.clamp_min(1)
+        high = avg > c.grad_threshold
+        small = gaussians.scales.max(dim=-1).values <= c.grow_scale3d * self.extent
+        room = max(c.max_gaussians - len(gaussians), 0)
+        clone = _limit(high & small, room)
+        room -= int(clone.sum())
+        split = _limit(high & ~small, room)
+        n_clone, n_split = int(clone.sum()), int(split.sum())
+        if n_clone:
+            sel = clone.nonzero()[:, 0]
+            self._edit(gaussians, opt, lambda k, p: torch.cat([p, p[sel]]), lambda s: torch.cat([s, torch.zeros_like(s[sel])]))
+        if n_split:
+            split = torch.cat([split, torch.zeros(n_clone, dtype=torch.bool)])
+            self._split(gaussians, opt, split)
+        return {"cloned": n_clone, "split": n_split}
+
+    @torch.no_grad()
+    def prune(self, gaussians: Gaussians, opt, step: int) -> dict:
+        c = self.cfg
+        drop = gaussians.opacities < c.prune_opacity
+        if c.reset_every and step > c.reset_every:
+            drop |= gaussians.scales.max(dim=-1).values > c.prune_scale3d * self.extent
+        if drop.all():  # never leave an empty model
+            drop[gaussians.opacities.argmax()] = False
+        n = int(drop.sum())
+        if n:
+            keep = ~drop
+            self._edit(gaussians, opt, lambda k, p: p[keep], lambda s: s[keep])
+        return {"pruned": n}
+
+    @torch.no_grad()
+    def reset_opacity(self, gaussians: Gaussians, opt) -> None:
+        cap = torch.logit(torch.tensor(2 * self.cfg.prune_opacity)).item()
+        old = gaussians.opacity_logits
+        new = gaussians.replace({"opacity_logits": old.clamp_max(cap)})["opacity_logits"]
+        replace_param(opt, old, new, torch.zeros_like)
+
+    def _split(self, gaussians: Gaussians, opt, split: Tensor) -> None:
+        sel = split.nonzero()[:, 0]
+        rest = ~split
+        scales = gaussians.scales[sel]
+        R = quat_to_rotmat(gaussians.quats[sel])
+        noise = torch.randn(2, len(sel), 3, generator=self.gen)
+        offsets = torch.einsum("nij,bnj->bni", R, scales[None] * noise)  # [2, S, 3]
+
+        def new_values(k, p):
+            if k == "means":
+                v = (p[sel][None] + offsets).reshape(-1, 3)
+            elif k == "log_scales":
+                v = torch.log(scales / 1.6).repeat(2, 1)
+            else:
+                v = p[sel].repeat((2,) + (1,) * (p.dim() - 1))
+            return torch.cat([p[rest], v])
+
+        self._edit(gaussians, opt, new_values, lambda s: torch.cat([s[rest], torch.zeros_like(s[sel]).repeat((2,) + (1,) * (s.dim() - 1))]))
+
+    def _edit(self, gaussians: Gaussians, opt, fn_param, fn_state) -> None:
+        old = gaussians.params()
+        new = gaussians.replace({k: fn_param(k, p.detach()) for k, p in old.items()})
+        for k in FIELDS:
+            replace_param(opt, old[k], new[k], fn_state)
+
+
+def _limit(mask: Tensor, room: int) -> Tensor:
+    """Keep at most `room` True entries of mask (the first ones)."""
+    if int(mask.sum()) <= room:
+        return mask
+    idx = mask.nonzero()[:, 0][:room]
+    out = torch.zeros_like(mask)
+    out[idx] = True
+    return out

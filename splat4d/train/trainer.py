@@ -1,0 +1,191 @@
+"""The Trainer: one loop for every method. It samples views, calls the method's render/loss/hooks, steps
+the optimiser with per-group schedules, evaluates, checkpoints atomically, resumes, survives SIGINT/SIGTERM
+and stops on a non-finite loss. It knows nothing method-specific."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from splat4d.errors import Splat4DError
+from splat4d.methods.base import Batch, Method
+from splat4d.train.checkpoint import load_checkpoint, save_checkpoint, save_config
+from splat4d.train.optim import make_adam, set_learning_rates
+
+
+class TrainingDiverged(Splat4DError):
+    """The loss or the parameters became NaN/Inf."""
+
+
+@dataclass
+class TrainConfig:
+    """Training loop settings (method-independent)."""
+
+    iters: int = 3000
+    """Total training iterations."""
+    batch_size: int = 1
+    """Views per iteration."""
+    eval_every: int = 0
+    """Evaluate on the test split every this many iterations (0: only at the end)."""
+    save_every: int = 1000
+    """Write checkpoint.pt every this many iterations (and at the end, and on SIGINT/SIGTERM)."""
+    seed: int = 0
+    """Seed of initialisation, view sampling and densification."""
+    device: str = "auto"
+    """Device: auto (cuda when available), cpu or cuda."""
+
+
+class Trainer:
+    def __init__(self, method: Method, scene, cfg: TrainConfig, run_dir: Path, config: dict, device: torch.device):
+        self.method = method.to(device)
+        self.scene = scene
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.device = device
+        self.step = 0
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.order: list[int] = []
+        self.groups = method.param_groups(cfg.iters)
+        self.opt = make_adam(self.groups)
+        self.background = torch.tensor(scene.background, dtype=torch.float32, device=device)
+        self._stop_signal: int | None = None
+        self.last_saved: int | None = None
+        self._load_views()
+
+    # -------------------------------------------------------------- data
+    def _load_views(self) -> None:
+        views = self.scene.split("train")
+        if not views:
+            raise Splat4DError(f"scene {self.scene.name!r} has no training views")
+        self.views = views
+        self.cams = self.scene.cameras("train").to(self.device)
+        self.times = self.scene.times("train").to(self.device)
+        self.images = torch.stack([self.scene.image(v) for v in views]).to(self.device)  # [V, H, W, 3]
+
+    def _next_batch(self) -> Batch:
+        idx = []
+        for _ in range(self.cfg.batch_size):
+            if not self.order:
+                self.order = torch.randperm(len(self.views), generator=self.gen).tolist()
+            idx.append(self.order.pop())
+        index = torch.tensor(idx)
+        return Batch(self.cams[idx[0]] if len(idx) == 1 else _cams_at(self.cams, idx), self.times[index],
+                     self.images[index], None, self.background, index)
+
+    # -------------------------------------------------------------- state
+    def state(self) -> dict:
+        return {
+            "method": self.method.name, "config": self.config, "step": self.step,
+            "model": self.method.state_dict(), "extra": self.method.extra_state(),
+            "optimizer": self.opt.state_dict(), "sampler": self.gen.get_state(), "order": list(self.order),
+        }
+
+    def save(self) -> Path:
+        path = save_checkpoint(self.run_dir, self.state())
+        self.last_saved = self.step
+        return path
+
+    def resume(self) -> None:
+        ckpt = load_checkpoint(self.run_dir, self.method.name)
+        method = type(self.method).empty(self.method.cfg, ckpt["model"])
+        method.load_state_dict(ckpt["model"])
+        method.load_extra_state(ckpt["extra"])
+        self.method = method.to(self.device)
+        self.groups = self.method.param_groups(self.cfg.iters)
+        self.opt = make_adam(self.groups)
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.gen.set_state(ckpt["sampler"])
+        self.order = list(ckpt["order"])
+        self.step = self.last_saved = int(ckpt["step"])
+
+    # -------------------------------------------------------------- loop
+    def fit(self, evaluate=None, progress: bool = True) -> dict:
+        """Train to cfg.iters. `evaluate(method) -> dict` is called every eval_every and at the end."""
+        save_config(self.run_dir, self.config)
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        bar = tqdm(total=self.cfg.iters, initial=self.step, desc=f"fit {self.method.name}", file=sys.stderr,
+                   disable=not progress, mininterval=0.5 if sys.stderr.isatty() else 15, dynamic_ncols=True)
+        log_path = self.run_dir / "train_log.jsonl"
+        psnr_avg, t0, start = None, time.perf_counter(), self.step
+        try:
+            while self.step < self.cfg.iters:
+                if self._stop_signal is not None:
+                    return self._interrupted(bar)
+                logs = self._train_step()
+                psnr_avg = logs["psnr"] if psnr_avg is None else 0.9 * psnr_avg + 0.1 * logs["psnr"]
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", psnr=f"{psnr_avg:.2f}", n=self.method.num_primitives, refresh=False)
+                bar.update(1)
+                if self.cfg.save_every and self.step % self.cfg.save_every == 0:
+                    self.save()
+                if evaluate and self.cfg.eval_every and self.step % self.cfg.eval_every == 0 and self.step < self.cfg.iters:
+                    self._log(log_path, {"step": self.step, **evaluate(self.method)})
+            self.save()
+        finally:
+            bar.close()
+            for s, h in old.items():
+                signal.signal(s, h)
+        result = {"iterations": self.step, "train_seconds": time.perf_counter() - t0, "steps_run": self.step - start}
+        if evaluate:
+            result.update(evaluate(self.method))
+            self._log(log_path, {"step": self.step, **result})
+        return result
+
+    def _train_step(self) -> dict:
+        step = self.step
+        self.method.train()
+        self.method.on_step(step)
+        set_learning_rates(self.opt, self.groups, step)
+        batch = self._next_batch()
+        outs = [self.method.render(batch.cameras[i] if len(batch.times) > 1 else batch.cameras, float(t), batch.background)
+                for i, t in enumerate(batch.times)]
+        loss, logs = self.method.loss(batch, outs, step)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(self._diverged_message(step, "loss"))
+        loss.backward()
+        self.method.after_backward(outs, step)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.step += 1
+        events = self.method.after_step(self.opt, self.step)
+        if not all(torch.isfinite(p).all() for p in self.method.parameters()):
+            raise TrainingDiverged(self._diverged_message(step, "parameters"))
+        return {"loss": float(loss), **logs, **events}
+
+    def _diverged_message(self, step: int, what: str) -> str:
+        where = (f"last good checkpoint {self.run_dir / 'checkpoint.pt'} (iteration {self.last_saved})"
+                 if self.last_saved is not None else "no checkpoint was written yet")
+        return f"training diverged: non-finite {what} at iteration {step}; {where}. Try lower learning rates."
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_signal = signum
+
+    def _interrupted(self, bar) -> dict:
+        bar.close()
+        path = self.save()
+        name = signal.Signals(self._stop_signal).name
+        print(f"{name} received: saved {path} at iteration {self.step}; continue with --resume", file=sys.stderr)
+        return {"interrupted": name, "iterations": self.step}
+
+    @staticmethod
+    def _log(path: Path, row: dict) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps({k: v for k, v in row.items() if _jsonable(v)}) + "\n")
+
+
+def _cams_at(cams, idx):
+    from splat4d.cameras import Cameras
+
+    return Cameras(cams.viewmats[idx], cams.Ks[idx], cams.width, cams.height)
+
+
+def _jsonable(v) -> bool:
+    return isinstance(v, (int, float, str, bool, type(None))) and not (isinstance(v, float) and math.isnan(v))
