@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import tyro
 
@@ -74,17 +74,92 @@ class Synth:
 
 @dataclass
 class Demo:
-    """The main job on the built-in default scene, no downloads: writes images, an mp4 and a summary."""
+    """The main job on the built-in default scene, no downloads: fit, evaluate, write PNGs and mp4s."""
 
     out: Path = Path("outputs/demo")
     """Output folder."""
     scene: str = "synthetic:default"
     """Dataset (a path, or synthetic:NAME)."""
+    iters: int = 3000
+    """Training iterations."""
+    method: str = "deformable"
+    """Method to fit."""
 
     def run(self) -> int:
         from splat4d.demo import run_demo
 
-        return run_demo(self.out, self.scene)
+        return run_demo(self.out, self.scene, self.iters, self.method)
+
+
+@dataclass
+class Eval:
+    """Evaluate a run on its test split: PSNR, SSIM, D-SSIM, LPIPS, FPS, size -> metrics.json + PNGs."""
+
+    run_dir: Positional[Path]
+    """Run folder written by `splat4d fit`."""
+    data: Optional[str] = None
+    """Dataset (default: the run's own)."""
+    scale: Optional[float] = None
+    """Resolution scale (default: the run's own)."""
+    out: Optional[Path] = None
+    """Where metrics.json and eval/ go (default: the run folder)."""
+    split: Optional[str] = None
+    """Split to evaluate (default: test, else val)."""
+    lpips_weights: Optional[str] = None
+    """LPIPS weights file (else $SPLAT4D_LPIPS_WEIGHTS; LPIPS is reported unavailable without one)."""
+
+    def run(self) -> int:
+        from splat4d.commands import eval_run
+
+        eval_run(self.run_dir, self.data, self.scale, self.out, self.split, self.lpips_weights)
+        return 0
+
+
+@dataclass
+class Render:
+    """Render a run along a camera path into an mp4 (time sweeps 0 -> 1 unless --time is given)."""
+
+    run_dir: Positional[Path]
+    """Run folder written by `splat4d fit`."""
+    path: Literal["test", "orbit", "spiral"] = "orbit"
+    """Camera path: the test cameras (with their times), an orbit, or a spiral."""
+    out: Path = Path("render.mp4")
+    """Output video."""
+    time: Optional[float] = None
+    """Freeze time at this value in [0, 1] instead of sweeping."""
+    frames: int = 120
+    """Frames of an orbit or spiral."""
+    fps: int = 24
+    """Frames per second of the video."""
+    side_by_side: bool = False
+    """With --path test: show the ground truth beside each render."""
+
+    def run(self) -> int:
+        from splat4d.commands import render_run
+
+        render_run(self.run_dir, self.path, self.out, self.time, self.frames, self.fps, self.side_by_side)
+        return 0
+
+
+@dataclass
+class Export:
+    """Export per-frame 3D Gaussians as 3DGS PLY files (any 3DGS viewer opens them)."""
+
+    run_dir: Positional[Path]
+    """Run folder written by `splat4d fit`."""
+    out: Path = Path("export")
+    """A .ply file (one time) or a folder (several)."""
+    times: tuple[float, ...] = (0.0,)
+    """Times in [0, 1] to export."""
+    frames: int = 0
+    """If > 0, export this many evenly spaced times instead of --times."""
+
+    def run(self) -> int:
+        from splat4d.commands import export_run
+
+        times = [i / max(self.frames - 1, 1) for i in range(self.frames)] if self.frames > 0 else list(self.times)
+        export_run(self.run_dir, self.out, times)
+        return 0
 
 
 @dataclass
@@ -112,6 +187,10 @@ COMMANDS: dict[str, type] = {
     "info": Info,
     "synth": Synth,
     "demo": Demo,
+    "fit": None,  # built per method: `splat4d fit METHOD ...`
+    "eval": Eval,
+    "render": Render,
+    "export": Export,
     "bench raster": BenchRaster,
 }
 
@@ -119,7 +198,8 @@ COMMANDS: dict[str, type] = {
 def _usage() -> str:
     lines = ["usage: splat4d COMMAND [--help] [ARGS...]", "", "commands:"]
     for name, cls in COMMANDS.items():
-        lines.append(f"  {name:<14} {(cls.__doc__ or '').strip().splitlines()[0]}")
+        doc = "Train a method: splat4d fit METHOD --data PATH --out RUN (--help for options)" if cls is None else cls.__doc__
+        lines.append(f"  {name:<14} {(doc or '').strip().splitlines()[0]}")
     return "\n".join(lines)
 
 
@@ -129,9 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     if name is None:
         print(_usage(), file=sys.stdout if argv[:1] in ([], ["-h"], ["--help"]) else sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
-    cls = COMMANDS[name]
-    cmd = tyro.cli(cls, args=argv[len(name.split()) :], prog=f"splat4d {name}", description=cls.__doc__)
+    rest = argv[len(name.split()) :]
     try:
+        if name == "fit":
+            from splat4d.cli_fit import main_fit
+
+            return main_fit(rest)
+        cls = COMMANDS[name]
+        cmd = tyro.cli(cls, args=rest, prog=f"splat4d {name}", description=cls.__doc__)
         return int(cmd.run() or 0)
     except Splat4DError as e:
         print(f"splat4d: error: {e}", file=sys.stderr)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
+import tyro
 
 from splat4d.data import load_scene
 from splat4d.errors import CheckpointError, ConfigError
@@ -21,7 +23,7 @@ from splat4d.train.trainer import TrainConfig, Trainer
 class DataConfig:
     """Which dataset to read and how."""
 
-    path: str = "synthetic:default"
+    path: Annotated[str, tyro.conf.arg(name="data")] = "synthetic:default"
     """Dataset folder, or synthetic / synthetic:NAME for a built-in scene."""
     scale: float = 1.0
     """Resolution scale of images and cameras (e.g. 0.25)."""

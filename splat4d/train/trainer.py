@@ -158,7 +158,7 @@ class Trainer:
         events = self.method.after_step(self.opt, self.step)
         if not all(torch.isfinite(p).all() for p in self.method.parameters()):
             raise TrainingDiverged(self._diverged_message(step, "parameters"))
-        return {"loss": float(loss), **logs, **events}
+        return {"loss": float(loss.detach()), **logs, **events}
 
     def _diverged_message(self, step: int, what: str) -> str:
         where = (f"last good checkpoint {self.run_dir / 'checkpoint.pt'} (iteration {self.last_saved})"
