@@ -80,6 +80,7 @@ class GaussianMethod(Method):
 
     # ------------------------------------------------------------- training
     def gaussian_param_groups(self, total_steps: int) -> list[ParamGroup]:
+        self.strategy.total_steps = total_steps
         c, g, e = self.cfg, self.gaussians, float(self.extent)
         return [
             ParamGroup("means", [g.means], c.lr_means * e, c.lr_means * e / 100, total_steps, per_gaussian=True),

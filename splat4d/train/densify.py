@@ -25,7 +25,8 @@ class DensifyConfig:
     start: int = 500
     """First iteration that may grow or prune."""
     stop: int = 15000
-    """No growing or pruning from this iteration on."""
+    """No growing, pruning or opacity reset from this iteration on (nor past half of the training, so a
+    run always has time to recover from the last reset)."""
     every: int = 100
     """Grow/prune every this many iterations."""
     grad_threshold: float = 0.0002
@@ -49,6 +50,11 @@ class DensifyStrategy:
         self.grad2d: Tensor | None = None
         self.count: Tensor | None = None
         self.gen = torch.Generator().manual_seed(seed)
+        self.total_steps: int | None = None
+
+    @property
+    def stop(self) -> int:
+        return self.cfg.stop if self.total_steps is None else min(self.cfg.stop, self.total_steps // 2)
 
     # ------------------------------------------------------------ bookkeeping
     def state_dict(self) -> dict:
@@ -60,7 +66,7 @@ class DensifyStrategy:
 
     def after_backward(self, gaussians: Gaussians, metas: list[dict], step: int) -> None:
         """Accumulate the screen-space gradient of every Gaussian seen in this iteration's renders."""
-        if step >= self.cfg.stop:
+        if step >= self.stop:
             return
         n = len(gaussians)
         if self.grad2d is None or self.grad2d.shape[0] != n:
@@ -82,7 +88,7 @@ class DensifyStrategy:
         """Grow, prune and reset on schedule; returns counts of what happened (empty when nothing did)."""
         c = self.cfg
         logs: dict = {}
-        if step >= c.stop or step < c.start:
+        if step >= self.stop or step < c.start:
             return logs
         if step % c.every == 0 and step > c.start and self.grad2d is not None:
             logs.update(self.grow(gaussians, opt))
