@@ -3,6 +3,7 @@
 The flags come from dataclasses: data and training options at the top level, the method's own
 config under `--method.*` (see `splat4d fit METHOD --help`). `--config` loads a run's resolved
 config.yaml as the defaults, so a run repeats exactly; flags given beside it still override.
+`--resume` without `--config` takes the defaults from the run's own config.yaml in the same way.
 """
 
 
@@ -30,7 +31,7 @@ def _fit_class(method_cfg_cls):
         out: Path = Path("runs/run")
         """Run folder."""
         resume: bool = False
-        """Continue the run in --out from its checkpoint to --iters."""
+        """Continue the run in --out from its checkpoint to --iters (its config.yaml gives the defaults)."""
         config: Optional[Path] = None
         """A run's config.yaml whose values become the defaults."""
         data_cfg: tyro.conf.OmitArgPrefixes[DataConfig] = dataclasses.field(default_factory=DataConfig)
@@ -40,13 +41,23 @@ def _fit_class(method_cfg_cls):
     return Fit
 
 
-def main_fit(argv: list[str]) -> int:
-    config_path = None
+def _flag_value(argv: list[str], flag: str) -> Optional[str]:
+    value = None
     for i, a in enumerate(argv):
-        if a == "--config" and i + 1 < len(argv):
-            config_path = Path(argv[i + 1])
-        elif a.startswith("--config="):
-            config_path = Path(a.split("=", 1)[1])
+        if a == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(flag + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def main_fit(argv: list[str]) -> int:
+    config_path = _flag_value(argv, "--config")
+    config_path = Path(config_path) if config_path else None
+    out = _flag_value(argv, "--out")
+    if config_path is None and "--resume" in argv and out and (Path(out) / "config.yaml").is_file():
+        # a resumed run keeps its own data, training and method settings unless flags override them
+        config_path = Path(out) / "config.yaml"
     saved = load_config(config_path) if config_path else None
     if argv and not argv[0].startswith("-"):
         name, rest = argv[0], argv[1:]

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from splat4d.errors import Splat4DError
+from splat4d.errors import CheckpointError, Splat4DError
 from splat4d.methods.base import Batch, Method
 from splat4d.train.checkpoint import load_checkpoint, save_checkpoint, save_config
 from splat4d.train.optim import make_adam, set_learning_rates
@@ -96,9 +96,13 @@ class Trainer:
 
     def resume(self) -> None:
         ckpt = load_checkpoint(self.run_dir, self.method.name)
-        method = type(self.method).empty(self.method.cfg, ckpt["model"])
-        method.load_state_dict(ckpt["model"])
-        method.load_extra_state(ckpt["extra"])
+        try:
+            method = type(self.method).empty(self.method.cfg, ckpt["model"])
+            method.load_state_dict(ckpt["model"])
+            method.load_extra_state(ckpt["extra"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint in {self.run_dir} does not fit the given {self.method.name!r} "
+                                  f"settings: {str(e).splitlines()[0]}") from None
         self.method = method.to(self.device)
         self.groups = self.method.param_groups(self.cfg.iters)
         self.opt = make_adam(self.groups)
