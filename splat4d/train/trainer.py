@@ -41,6 +41,9 @@ class TrainConfig:
     """Seed of initialisation, view sampling and densification."""
     device: str = "auto"
     """Device: auto (cuda when available), cpu or cuda."""
+    torch_threads: int = 1
+    """Torch intra-op threads while training on the CPU (0: torch's default). The CPU rasterizer runs on
+    numba's own threads; one torch thread keeps the two pools from fighting over the cores."""
 
 
 class Trainer:
@@ -113,8 +116,12 @@ class Trainer:
 
     # -------------------------------------------------------------- loop
     def fit(self, evaluate=None, progress: bool = True) -> dict:
-        """Train to cfg.iters. `evaluate(method) -> dict` is called every eval_every and at the end."""
+        """Train to cfg.iters. `evaluate(method) -> dict` is called every eval_every iterations (the caller
+        evaluates the final model)."""
         save_config(self.run_dir, self.config)
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and self.cfg.torch_threads > 0:
+            torch.set_num_threads(self.cfg.torch_threads)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self.cfg.iters, initial=self.step, desc=f"fit {self.method.name}", file=sys.stderr,
                    disable=not progress, mininterval=0.5 if sys.stderr.isatty() else 15, dynamic_ncols=True)
@@ -135,13 +142,10 @@ class Trainer:
             self.save()
         finally:
             bar.close()
+            torch.set_num_threads(threads)
             for s, h in old.items():
                 signal.signal(s, h)
-        result = {"iterations": self.step, "train_seconds": time.perf_counter() - t0, "steps_run": self.step - start}
-        if evaluate:
-            result.update(evaluate(self.method))
-            self._log(log_path, {"step": self.step, **result})
-        return result
+        return {"iterations": self.step, "train_seconds": time.perf_counter() - t0, "steps_run": self.step - start}
 
     def _train_step(self) -> dict:
         step = self.step
@@ -160,20 +164,30 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
         events = self.method.after_step(self.opt, self.step)
+        if self.step % 50 == 0 or self._due_to_save():
+            self.check_finite(step)
+        return {"loss": float(loss.detach()), **logs, **events}
+
+    def _due_to_save(self) -> bool:
+        return self.step >= self.cfg.iters or bool(self.cfg.save_every and self.step % self.cfg.save_every == 0)
+
+    def check_finite(self, step: int) -> None:
+        """A non-finite loss is caught every step; parameters are checked every 50 steps and before every
+        checkpoint, so a checkpoint on disk is always finite."""
         if not all(torch.isfinite(p).all() for p in self.method.parameters()):
             raise TrainingDiverged(self._diverged_message(step, "parameters"))
-        return {"loss": float(loss.detach()), **logs, **events}
 
     def _diverged_message(self, step: int, what: str) -> str:
         where = (f"last good checkpoint {self.run_dir / 'checkpoint.pt'} (iteration {self.last_saved})"
                  if self.last_saved is not None else "no checkpoint was written yet")
-        return f"training diverged: non-finite {what} at iteration {step}; {where}. Try lower learning rates."
+        return f"training diverged: non-finite {what} in iteration {step + 1}; {where}. Try lower learning rates."
 
     def _on_signal(self, signum, frame) -> None:
         self._stop_signal = signum
 
     def _interrupted(self, bar) -> dict:
         bar.close()
+        self.check_finite(self.step - 1)
         path = self.save()
         name = signal.Signals(self._stop_signal).name
         print(f"{name} received: saved {path} at iteration {self.step}; continue with --resume", file=sys.stderr)
