@@ -29,14 +29,15 @@ class _CompositeCPU(torch.autograd.Function):
         tiles_x = math.ceil(width / tile_size)
         tiles_y = math.ceil(height / tile_size)
         m2d, con, opa, fea, bg = (_np(t) for t in (means2d, conics, opacities, feats, background))
-        offsets, ids = K.bin_tiles(
-            m2d, radii.detach().cpu().numpy().astype(np.int32), _np(depths), tile_size, tiles_x, tiles_y
+        rad = radii.detach().cpu().numpy().astype(np.int32)
+        offsets, ids = K.bin_tiles(m2d, rad, _np(depths), tile_size, tiles_x, tiles_y)
+        out, T, last, wslots = K.composite_forward(
+            m2d, con, opa, fea, bg, rad, offsets, ids, height, width, tile_size, tiles_x
         )
-        out, T, last, wslots = K.composite_forward(m2d, con, opa, fea, bg, offsets, ids, height, width, tile_size, tiles_x)
         C, N = opa.shape
         weights = K.sum_per_gaussian(offsets, ids, C, N, wslots[:, None])[..., 0]
         ctx.save_for_backward(means2d, conics, opacities, feats, background)
-        ctx.arrays = (m2d, con, opa, fea, bg, offsets, ids, T, last)
+        ctx.arrays = (m2d, con, opa, fea, bg, rad, offsets, ids, T, last)
         ctx.dims = (width, height, tile_size, tiles_x)
         dtype, dev = feats.dtype, feats.device
         alpha = torch.from_numpy(1.0 - T).to(dev, dtype)[..., None]
@@ -46,13 +47,13 @@ class _CompositeCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_out, g_alpha, _g_weights):
-        m2d, con, opa, fea, bg, offsets, ids, T, last = ctx.arrays
+        m2d, con, opa, fea, bg, rad, offsets, ids, T, last = ctx.arrays
         width, height, tile_size, tiles_x = ctx.dims
         C, N, D = fea.shape
         g_out_np = _np(g_out) if g_out is not None else np.zeros((C, height, width, D))
         g_alpha_np = _np(g_alpha[..., 0]) if g_alpha is not None else np.zeros((C, height, width))
         gm, gc, go, gf, gbg = K.composite_backward(
-            m2d, con, opa, fea, bg, offsets, ids, T, last, g_out_np, g_alpha_np, height, width, tile_size, tiles_x
+            m2d, con, opa, fea, bg, rad, offsets, ids, T, last, g_out_np, g_alpha_np, height, width, tile_size, tiles_x
         )
         per_g = K.sum_per_gaussian(offsets, ids, C, N, np.concatenate([gm, gc, go[:, None], gf], axis=1))
         ref = ctx.saved_tensors[3]

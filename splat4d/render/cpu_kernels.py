@@ -67,12 +67,26 @@ def bin_tiles(means2d, radii, depths, tile_size, tiles_x, tiles_y):
     return offsets, ids
 
 
+@njit(cache=True, inline="always")
+def _pixel_box(mx, my, rx, ry, x0, y0, pw, ph):
+    """Tile-local pixel columns lx..hx and rows ly..hy whose centres may lie within the radius box
+    (one pixel of slack on each side; an empty box has lx > hx or ly > hy)."""
+    lx = max(0, int(math.floor(mx - rx - 0.5)) - x0)
+    hx = min(pw - 1, int(math.ceil(mx + rx - 0.5)) - x0)
+    ly = max(0, int(math.floor(my - ry - 0.5)) - y0)
+    hy = min(ph - 1, int(math.ceil(my + ry - 0.5)) - y0)
+    return lx, hx, ly, hy
+
+
 @njit(parallel=True, cache=True)
-def composite_forward(means2d, conics, opacities, feats, background, offsets, ids, height, width, tile_size, tiles_x):
+def composite_forward(
+    means2d, conics, opacities, feats, background, radii, offsets, ids, height, width, tile_size, tiles_x
+):
     """Front-to-back alpha compositing of D-channel features.
 
     means2d [C, N, 2], conics [C, N, 3], opacities [C, N], feats [C, N, D], background [C, D] (all f64);
-    offsets/ids from `bin_tiles`.
+    radii [C, N, 2] i32; offsets/ids from `bin_tiles`. Each Gaussian visits only the tile pixels inside
+    its radius box: alpha >= 1/255 implies sigma <= 5.54 < 3.33^2 / 2, so no pixel outside can count.
     Returns out [C, H, W, D], T [C, H, W] (final transmittance), last [C, H, W] int32 (entries of the
     tile list consumed, i.e. index after the last composited one), weights [M] (blend weight summed
     over the tile's pixels, per intersection).
@@ -114,29 +128,32 @@ def composite_forward(means2d, conics, opacities, feats, background, offsets, id
                 continue
             # alpha < 1/255  <=>  sigma > log(255 o): skip exp for those pixels
             sig_max = log255 + math.log(o)
+            lx, hx, ly, hy = _pixel_box(mx, my, radii[c, g, 0], radii[c, g, 1], x0, y0, pw, ph)
             wk = 0.0
-            for p in range(P):
-                if done[p]:
-                    continue
-                dx = mx - (x0 + p % pw + 0.5)
-                dy = my - (y0 + p // pw + 0.5)
-                sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                if sigma < 0.0 or sigma > sig_max:
-                    continue
-                alpha = min(ALPHA_MAX, o * math.exp(-sigma))
-                if alpha < ALPHA_MIN:
-                    continue
-                next_T = T[p] * (1.0 - alpha)
-                if next_T <= T_MIN:
-                    done[p] = True
-                    ndone += 1
-                    continue
-                w = alpha * T[p]
-                for d in range(D):
-                    acc[p, d] += w * feats[c, g, d]
-                wk += w
-                T[p] = next_T
-                last[p] = k - start + 1
+            for yy in range(ly, hy + 1):
+                for col in range(lx, hx + 1):
+                    p = yy * pw + col
+                    if done[p]:
+                        continue
+                    dx = mx - (x0 + col + 0.5)
+                    dy = my - (y0 + yy + 0.5)
+                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    if sigma < 0.0 or sigma > sig_max:
+                        continue
+                    alpha = min(ALPHA_MAX, o * math.exp(-sigma))
+                    if alpha < ALPHA_MIN:
+                        continue
+                    next_T = T[p] * (1.0 - alpha)
+                    if next_T <= T_MIN:
+                        done[p] = True
+                        ndone += 1
+                        continue
+                    w = alpha * T[p]
+                    for d in range(D):
+                        acc[p, d] += w * feats[c, g, d]
+                    wk += w
+                    T[p] = next_T
+                    last[p] = k - start + 1
             weights[k] = wk
         for p in range(P):
             y = y0 + p // pw
@@ -150,7 +167,7 @@ def composite_forward(means2d, conics, opacities, feats, background, offsets, id
 
 @njit(parallel=True, cache=True)
 def composite_backward(
-    means2d, conics, opacities, feats, background, offsets, ids, T_final, last, g_out, g_alpha,
+    means2d, conics, opacities, feats, background, radii, offsets, ids, T_final, last, g_out, g_alpha,
     height, width, tile_size, tiles_x,
 ):
     """Gradients of the compositing, one slot per intersection.
@@ -213,36 +230,39 @@ def composite_backward(
                 continue
             sig_max = log255 + math.log(o)
             kk = k - start
-            for p in range(P):
-                if kk >= lastp[p]:
-                    continue
-                dx = mx - (x0 + p % pw + 0.5)
-                dy = my - (y0 + p // pw + 0.5)
-                sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                if sigma < 0.0 or sigma > sig_max:
-                    continue
-                vis = math.exp(-sigma)
-                alpha = min(ALPHA_MAX, o * vis)
-                if alpha < ALPHA_MIN:
-                    continue
-                ra = 1.0 / (1.0 - alpha)
-                T_i = T[p] * ra
-                w = alpha * T_i
-                dalpha = 0.0
-                for d in range(D):
-                    gf[k, d] += w * gpix[p, d]
-                    dalpha += (feats[c, g, d] - rec[p, d]) * gpix[p, d]
-                    rec[p, d] = alpha * feats[c, g, d] + (1.0 - alpha) * rec[p, d]
-                dalpha = dalpha * T_i + (ga[p] - bg_dot[p]) * Tf[p] * ra
-                T[p] = T_i
-                if o * vis <= ALPHA_MAX:
-                    go[k] += vis * dalpha
-                    dsig = -o * vis * dalpha
-                    gc[k, 0] += 0.5 * dx * dx * dsig
-                    gc[k, 1] += dx * dy * dsig
-                    gc[k, 2] += 0.5 * dy * dy * dsig
-                    gm[k, 0] += dsig * (ca * dx + cb * dy)
-                    gm[k, 1] += dsig * (cb * dx + cc * dy)
+            lx, hx, ly, hy = _pixel_box(mx, my, radii[c, g, 0], radii[c, g, 1], x0, y0, pw, ph)
+            for yy in range(ly, hy + 1):
+                for col in range(lx, hx + 1):
+                    p = yy * pw + col
+                    if kk >= lastp[p]:
+                        continue
+                    dx = mx - (x0 + col + 0.5)
+                    dy = my - (y0 + yy + 0.5)
+                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                    if sigma < 0.0 or sigma > sig_max:
+                        continue
+                    vis = math.exp(-sigma)
+                    alpha = min(ALPHA_MAX, o * vis)
+                    if alpha < ALPHA_MIN:
+                        continue
+                    ra = 1.0 / (1.0 - alpha)
+                    T_i = T[p] * ra
+                    w = alpha * T_i
+                    dalpha = 0.0
+                    for d in range(D):
+                        gf[k, d] += w * gpix[p, d]
+                        dalpha += (feats[c, g, d] - rec[p, d]) * gpix[p, d]
+                        rec[p, d] = alpha * feats[c, g, d] + (1.0 - alpha) * rec[p, d]
+                    dalpha = dalpha * T_i + (ga[p] - bg_dot[p]) * Tf[p] * ra
+                    T[p] = T_i
+                    if o * vis <= ALPHA_MAX:
+                        go[k] += vis * dalpha
+                        dsig = -o * vis * dalpha
+                        gc[k, 0] += 0.5 * dx * dx * dsig
+                        gc[k, 1] += dx * dy * dsig
+                        gc[k, 2] += 0.5 * dy * dy * dsig
+                        gm[k, 0] += dsig * (ca * dx + cb * dy)
+                        gm[k, 1] += dsig * (cb * dx + cc * dy)
     gbg = np.zeros((C, D))
     for job in range(C * ntiles):
         for d in range(D):
