@@ -32,7 +32,8 @@ def eval_run(run: Path, data: str | None, scale: float | None, out: Path | None,
 
     method, config, step = load_run(run)
     d = run_data_config(config)
-    scene = load_scene(data or d.path, scale=scale or d.scale, background=d.background)
+    scene = load_scene(data or d.path, scale=scale or d.scale, background=d.background,
+                       format=None if data else d.format)
     out = Path(out) if out else Path(run)
     result = evaluate(method, scene, split=split, out_dir=out / "eval", lpips_weights=lpips_weights)
     result["iterations"] = step
@@ -95,7 +96,7 @@ def render_run(run: Path, path: str, out: Path, time: float | None, frames: int,
 
     method, config, _ = load_run(run)
     d = run_data_config(config)
-    scene = load_scene(d.path, scale=d.scale, background=d.background)
+    scene = load_scene(d.path, scale=d.scale, background=d.background, format=d.format)
     written = render_video(method, scene, path, out, time, frames, fps, side_by_side)
     print(f"wrote {written}")
     return written

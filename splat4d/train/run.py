@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import torch
 import tyro
@@ -29,6 +29,8 @@ class DataConfig:
     """Resolution scale of images and cameras (e.g. 0.25)."""
     background: str = "black"
     """Background colour: white, black or R,G,B."""
+    format: Optional[str] = None
+    """Force a reader (dnerf, neu3d, hypernerf, easyvolcap) instead of detecting the format."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -52,7 +54,7 @@ def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out:
     elif (out / "checkpoint.pt").exists():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     torch.manual_seed(train.seed)
-    scene = load_scene(data.path, scale=data.scale, background=data.background)
+    scene = load_scene(data.path, scale=data.scale, background=data.background, format=data.format)
     device = pick_device(train.device)
     gen = torch.Generator().manual_seed(train.seed)
     method = cls.from_scene(scene, method_cfg, generator=gen)
