@@ -3,6 +3,7 @@ help); `main` parses with tyro, runs it, and turns user-facing errors into one l
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,28 +163,7 @@ class Export:
         return 0
 
 
-@dataclass
-class BenchRaster:
-    """Rasterizer benchmark: CPU kernels vs the dense torch reference (table + JSON)."""
-
-    gaussians: tuple[int, ...] = (1000, 2000, 10000, 100000)
-    """Gaussian counts."""
-    resolutions: tuple[int, ...] = (128, 256, 512)
-    """Square image sizes."""
-    repeats: int = 5
-    """Timed repetitions per cell (median reported)."""
-    dense: bool = True
-    """Also time the dense torch reference where it fits in memory."""
-    out: Path = Path("benchmarks/results/raster.json")
-    """JSON output path."""
-
-    def run(self) -> int:
-        from splat4d.bench.raster import RasterBenchConfig, main
-
-        return main(RasterBenchConfig(self.gaussians, self.resolutions, self.repeats, self.dense, self.out))
-
-
-COMMANDS: dict[str, type] = {
+COMMANDS: dict[str, type | str | None] = {
     "info": Info,
     "synth": Synth,
     "demo": Demo,
@@ -191,13 +171,22 @@ COMMANDS: dict[str, type] = {
     "eval": Eval,
     "render": Render,
     "export": Export,
-    "bench raster": BenchRaster,
+    "bench raster": "splat4d.bench.raster:RasterBenchConfig",  # imported on use (loads the rasterizer)
 }
+
+
+def _command_class(name: str):
+    cls = COMMANDS[name]
+    if isinstance(cls, str):
+        module, attr = cls.split(":")
+        cls = getattr(importlib.import_module(module), attr)
+    return cls
 
 
 def _usage() -> str:
     lines = ["usage: splat4d COMMAND [--help] [ARGS...]", "", "commands:"]
-    for name, cls in COMMANDS.items():
+    for name in COMMANDS:
+        cls = _command_class(name)
         doc = "Train a method: splat4d fit METHOD --data PATH --out RUN (--help for options)" if cls is None else cls.__doc__
         lines.append(f"  {name:<14} {(doc or '').strip().splitlines()[0]}")
     return "\n".join(lines)
@@ -215,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             from splat4d.cli_fit import main_fit
 
             return main_fit(rest)
-        cls = COMMANDS[name]
+        cls = _command_class(name)
         cmd = tyro.cli(cls, args=rest, prog=f"splat4d {name}", description=cls.__doc__)
         return int(cmd.run() or 0)
     except Splat4DError as e:

@@ -24,7 +24,7 @@ DENSE_LIMIT = 7e7  # N x pixels above which the dense reference would need many 
 
 @dataclass
 class RasterBenchConfig:
-    """Which sizes to run and where to write the results."""
+    """Rasterizer benchmark: CPU kernels vs the dense torch reference (table + JSON)."""
 
     gaussians: tuple[int, ...] = (1000, 2000, 10000, 100000)
     """Gaussian counts."""
@@ -36,6 +36,9 @@ class RasterBenchConfig:
     """Also time the dense torch reference where N x pixels <= 7e7."""
     out: Path = Path("benchmarks/results/raster.json")
     """JSON output path."""
+
+    def run(self) -> int:
+        return main(self)
 
 
 def make_scene(n: int, res: int, seed: int = 0):

@@ -68,6 +68,24 @@ def bin_tiles(means2d, radii, depths, tile_size, tiles_x, tiles_y):
 
 
 @njit(cache=True, inline="always")
+def _tile(job, ntiles, tiles_x, tile_size, width, height):
+    """Camera index, pixel origin and size of job = (camera, tile)."""
+    c = job // ntiles
+    tile = job - c * ntiles
+    ty = tile // tiles_x
+    tx = tile - ty * tiles_x
+    x0 = tx * tile_size
+    y0 = ty * tile_size
+    return c, x0, y0, min(tile_size, width - x0), min(tile_size, height - y0)
+
+
+@njit(cache=True, inline="always")
+def _splat(means2d, conics, opacities, c, g):
+    """Screen-space mean, conic and opacity of Gaussian g in camera c."""
+    return (means2d[c, g, 0], means2d[c, g, 1], conics[c, g, 0], conics[c, g, 1], conics[c, g, 2], opacities[c, g])
+
+
+@njit(cache=True, inline="always")
 def _pixel_box(mx, my, rx, ry, x0, y0, pw, ph):
     """Tile-local pixel columns lx..hx and rows ly..hy whose centres may lie within the radius box
     (one pixel of slack on each side; an empty box has lx > hx or ly > hy)."""
@@ -99,14 +117,7 @@ def composite_forward(
     weights = np.zeros(ids.shape[0])
     log255 = math.log(255.0)
     for job in prange(C * ntiles):
-        c = job // ntiles
-        tile = job - c * ntiles
-        ty = tile // tiles_x
-        tx = tile - ty * tiles_x
-        x0 = tx * tile_size
-        y0 = ty * tile_size
-        pw = min(tile_size, width - x0)
-        ph = min(tile_size, height - y0)
+        c, x0, y0, pw, ph = _tile(job, ntiles, tiles_x, tile_size, width, height)
         P = pw * ph
         T = np.ones(P)
         acc = np.zeros((P, D))
@@ -118,12 +129,7 @@ def composite_forward(
             if ndone == P:
                 break
             g = ids[k]
-            mx = means2d[c, g, 0]
-            my = means2d[c, g, 1]
-            ca = conics[c, g, 0]
-            cb = conics[c, g, 1]
-            cc = conics[c, g, 2]
-            o = opacities[c, g]
+            mx, my, ca, cb, cc, o = _splat(means2d, conics, opacities, c, g)
             if o <= 0.0:
                 continue
             # alpha < 1/255  <=>  sigma > log(255 o): skip exp for those pixels
@@ -186,14 +192,7 @@ def composite_backward(
     gbg_tiles = np.zeros((C * ntiles, D))
     log255 = math.log(255.0)
     for job in prange(C * ntiles):
-        c = job // ntiles
-        tile = job - c * ntiles
-        ty = tile // tiles_x
-        tx = tile - ty * tiles_x
-        x0 = tx * tile_size
-        y0 = ty * tile_size
-        pw = min(tile_size, width - x0)
-        ph = min(tile_size, height - y0)
+        c, x0, y0, pw, ph = _tile(job, ntiles, tiles_x, tile_size, width, height)
         P = pw * ph
         start = offsets[job]
         T = np.empty(P)
@@ -220,12 +219,7 @@ def composite_backward(
             ga[p] = g_alpha[c, y, x]
         for k in range(start + max_last - 1, start - 1, -1):
             g = ids[k]
-            mx = means2d[c, g, 0]
-            my = means2d[c, g, 1]
-            ca = conics[c, g, 0]
-            cb = conics[c, g, 1]
-            cc = conics[c, g, 2]
-            o = opacities[c, g]
+            mx, my, ca, cb, cc, o = _splat(means2d, conics, opacities, c, g)
             if o <= 0.0:
                 continue
             sig_max = log255 + math.log(o)
