@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import tyro
 
 from splat4d.methods.base import get_method
@@ -37,6 +38,8 @@ class QualityBench:
     """Methods to compare."""
     out: Path = Path("benchmarks/results/quality")
     """Run folders and quality.json go here."""
+    max_init_points: int = 0
+    """If > 0, cap the initial point cloud (D-NeRF ships 100k random points) for every method."""
 
 
 def main(cfg: QualityBench) -> int:
@@ -53,7 +56,10 @@ def main(cfg: QualityBench) -> int:
 
                 shutil.rmtree(run)
             t0 = time.perf_counter()
-            r = fit(name, get_method(name).Config(), data, TrainConfig(iters=cfg.iters, save_every=0), run)
+            mcfg = get_method(name).Config()
+            if cfg.max_init_points > 0:
+                mcfg.max_init_points = cfg.max_init_points
+            r = fit(name, mcfg, data, TrainConfig(iters=cfg.iters, save_every=0), run)
             rows.append({"scene": scene, "method": name, **{k: r.get(k) for k in (
                 "psnr", "ssim", "dssim", "lpips", "fps", "size_mb", "num_gaussians", "iterations", "train_seconds")},
                 "wall_seconds": time.perf_counter() - t0})
@@ -66,7 +72,8 @@ def main(cfg: QualityBench) -> int:
         if "static" in by and "deformable" in by:
             print(f"{scene}: deformable - static = {by['deformable']['psnr'] - by['static']['psnr']:+.2f} dB PSNR")
     cfg.out.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": platform.machine(), "date": time.strftime("%Y-%m-%d"), "iters": cfg.iters}
+    meta = {"machine": platform.machine(), "date": time.strftime("%Y-%m-%d"), "iters": cfg.iters,
+            "max_init_points": cfg.max_init_points, "numba_threads": numba.get_num_threads()}
     (cfg.out / "quality.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {cfg.out / 'quality.json'}")
     return 0

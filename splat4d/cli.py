@@ -81,7 +81,7 @@ class Demo:
     """Output folder."""
     scene: str = "synthetic:default"
     """Dataset (a path, or synthetic:NAME)."""
-    iters: int = 3000
+    iters: int = 2500
     """Training iterations."""
     method: str = "deformable"
     """Method to fit."""

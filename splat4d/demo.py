@@ -12,7 +12,10 @@ from splat4d.train.run import DataConfig, fit, load_run
 from splat4d.train.trainer import TrainConfig
 
 
-def run_demo(out: Path, scene: str = "synthetic:default", iters: int = 3000, method: str = "deformable") -> int:
+DEMO_MAX_GAUSSIANS = 10000  # keeps the CPU demo within ~10 minutes (HexPlane sampling grows with N)
+
+
+def run_demo(out: Path, scene: str = "synthetic:default", iters: int = 2500, method: str = "deformable") -> int:
     """Fit `method` on `scene`, evaluate on the held-out cameras, render an orbit and the test views."""
     from splat4d.data import load_scene
 
@@ -23,7 +26,10 @@ def run_demo(out: Path, scene: str = "synthetic:default", iters: int = 3000, met
     t0 = time.perf_counter()
     cls = get_method(method)
     print(f"splat4d demo: fitting {method!r} on {scene} for {iters} iterations (CPU: a few minutes)")
-    result = fit(method, cls.Config(), DataConfig(scene), TrainConfig(iters=iters, save_every=500), run_dir)
+    cfg = cls.Config()
+    if hasattr(cfg, "densify"):
+        cfg.densify.max_gaussians = DEMO_MAX_GAUSSIANS
+    result = fit(method, cfg, DataConfig(scene), TrainConfig(iters=iters, save_every=500), run_dir)
     if "interrupted" in result:
         return 130
     model, config, _ = load_run(run_dir)
