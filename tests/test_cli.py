@@ -5,13 +5,10 @@ Most commands run in-process through `splat4d.cli.main` (the console script's en
 """
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import numba
 import pytest
 import torch
 
@@ -24,21 +21,13 @@ from splat4d.train.densify import DensifyConfig
 from splat4d.train.run import DataConfig, fit, load_run
 from splat4d.train.trainer import TrainConfig
 
-_SCRIPT = Path(sys.executable).with_name("splat4d")  # the installed console script
-SPLAT4D = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "splat4d.cli"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+from conftest import ENV, SPLAT4D
 METRIC_KEYS = {"psnr", "ssim", "dssim", "lpips", "lpips_note", "fps", "size_mb", "num_gaussians", "iterations"}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny scenes on 2 shared cores: extra torch/numba threads only contend
-    n_torch, n_numba = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(n_torch)
-    numba.set_num_threads(n_numba)
 
 
 @pytest.fixture(autouse=True)

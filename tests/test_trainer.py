@@ -7,16 +7,13 @@ on two shared cores extra torch/numba threads only contend and make tiny steps 1
 """
 
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import numba
 import pytest
 import torch
 
@@ -30,21 +27,14 @@ from splat4d.train.densify import DensifyConfig
 from splat4d.train.run import DataConfig, fit, load_run
 from splat4d.train.trainer import TrainConfig, Trainer, TrainingDiverged
 
-_SCRIPT = Path(sys.executable).with_name("splat4d")  # the installed console script
-SPLAT4D = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "splat4d.cli"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+from conftest import ENV, SPLAT4D
 TINY = DataConfig("synthetic:tiny")
 STATIC_FLAGS = ["--data", "synthetic:tiny", "--device", "cpu", "--method.sh-degree", "1"]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n_torch, n_numba = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(n_torch)
-    numba.set_num_threads(n_numba)
 
 
 def _static_cfg() -> StaticConfig:

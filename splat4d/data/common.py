@@ -152,6 +152,17 @@ def finish_scene(
     )
 
 
+def image_size(file: Path) -> tuple[int, int]:
+    """(width, height) from an image header; DatasetError naming the file when it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as im:
+            return im.size
+    except Exception as e:
+        raise DatasetError(f"unreadable image {file}: {e}") from None
+
+
 def check_scale(scale: float) -> float:
     scale = float(scale)
     if not np.isfinite(scale) or scale <= 0:

@@ -28,6 +28,7 @@ from splat4d.data.common import (
     check_scale,
     finish_scene,
     frame_ids_from_times,
+    image_size,
     index_times,
     read_point_cloud,
 )
@@ -122,7 +123,7 @@ def _intrinsics(meta: dict, frame: dict, image: Path, file: Path, size_cache: di
     w, h = get["w"], get["h"]
     if w is None or h is None:
         if "size" not in size_cache:
-            size_cache["size"] = _image_size(image)
+            size_cache["size"] = image_size(image)
         w0, h0 = size_cache["size"]
         w, h = w if w is not None else w0, h if h is not None else h0
     w, h = int(w), int(h)
@@ -138,16 +139,6 @@ def _intrinsics(meta: dict, frame: dict, image: Path, file: Path, size_cache: di
     cx = float(get["cx"]) if get["cx"] is not None else w / 2
     cy = float(get["cy"]) if get["cy"] is not None else h / 2
     return fx, fy, cx, cy, w, h
-
-
-def _image_size(image: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    try:
-        with Image.open(image) as im:
-            return im.size
-    except Exception as e:
-        raise DatasetError(f"cannot read the image size of {image} (needed without w/h in the json): {e}") from None
 
 
 def _normalise_times(views: list[View]) -> None:

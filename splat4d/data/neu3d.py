@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from splat4d.cameras import Cameras
-from splat4d.data.common import check_cameras_finite, check_scale, finish_scene, index_times, read_point_cloud
+from splat4d.data.common import (
+    check_cameras_finite, check_scale, finish_scene, image_size, index_times, read_point_cloud,
+)
 from splat4d.data.scene import CallableImage, DynamicScene, FileImage, View, _resize
 from splat4d.errors import DatasetError
 
@@ -80,7 +82,7 @@ def load(
 
     if frame_dirs:
         files = {n: _frame_files(frame_dirs[n]) for n in numbers}
-        w, h = _image_size(files[numbers[0]][0])
+        w, h = image_size(files[numbers[0]][0])
         cams = _resize_intrinsics(cams, w, h)
         num_frames = min(len(f) for f in files.values())
         refs = {n: [FileImage(f) for f in files[n][:num_frames]] for n in numbers}
@@ -153,16 +155,6 @@ def _frame_files(d: Path) -> list[Path]:
     files = [f for f in d.iterdir() if f.suffix.lower() in _FRAME_SUFFIXES and f.is_file()]
     # numeric order when the stems are numbers (0000, 0001, ... or 0, 1, ..., 10)
     return sorted(files, key=lambda f: (int(f.stem), f.name) if f.stem.isdigit() else (1 << 62, f.name))
-
-
-def _image_size(file: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    try:
-        with Image.open(file) as im:
-            return im.size
-    except Exception as e:
-        raise DatasetError(f"unreadable image {file}: {e}") from None
 
 
 def _resize_intrinsics(cams: Cameras, w: int, h: int) -> Cameras:
