@@ -86,6 +86,23 @@ def _splat(means2d, conics, opacities, c, g):
 
 
 @njit(cache=True, inline="always")
+def _footprint(mx, my, ca, cb, cc, o, sig_max, px, py):
+    """(dx, dy, exp(-sigma), alpha) of a splat at pixel centre (px, py); alpha is 0 where gsplat skips the
+    pair (sigma < 0, or alpha < 1/255, tested as sigma > sig_max = log(255 o) without calling exp).
+    Forward and backward both use this, so they agree on which pairs count."""
+    dx = mx - px
+    dy = my - py
+    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+    if sigma < 0.0 or sigma > sig_max:
+        return dx, dy, 0.0, 0.0
+    vis = math.exp(-sigma)
+    alpha = min(ALPHA_MAX, o * vis)
+    if alpha < ALPHA_MIN:
+        return dx, dy, vis, 0.0
+    return dx, dy, vis, alpha
+
+
+@njit(cache=True, inline="always")
 def _pixel_box(mx, my, rx, ry, x0, y0, pw, ph):
     """Tile-local pixel columns lx..hx and rows ly..hy whose centres may lie within the radius box
     (one pixel of slack on each side; an empty box has lx > hx or ly > hy)."""
@@ -141,13 +158,8 @@ def composite_forward(
                     p = yy * pw + col
                     if done[p]:
                         continue
-                    dx = mx - (x0 + col + 0.5)
-                    dy = my - (y0 + yy + 0.5)
-                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0.0 or sigma > sig_max:
-                        continue
-                    alpha = min(ALPHA_MAX, o * math.exp(-sigma))
-                    if alpha < ALPHA_MIN:
+                    dx, dy, vis, alpha = _footprint(mx, my, ca, cb, cc, o, sig_max, x0 + col + 0.5, y0 + yy + 0.5)
+                    if alpha == 0.0:
                         continue
                     next_T = T[p] * (1.0 - alpha)
                     if next_T <= T_MIN:
@@ -230,14 +242,8 @@ def composite_backward(
                     p = yy * pw + col
                     if kk >= lastp[p]:
                         continue
-                    dx = mx - (x0 + col + 0.5)
-                    dy = my - (y0 + yy + 0.5)
-                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0.0 or sigma > sig_max:
-                        continue
-                    vis = math.exp(-sigma)
-                    alpha = min(ALPHA_MAX, o * vis)
-                    if alpha < ALPHA_MIN:
+                    dx, dy, vis, alpha = _footprint(mx, my, ca, cb, cc, o, sig_max, x0 + col + 0.5, y0 + yy + 0.5)
+                    if alpha == 0.0:
                         continue
                     ra = 1.0 / (1.0 - alpha)
                     T_i = T[p] * ra
