@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from splat4d.fields import hexplane_cpu
+
 PAIRS: tuple[tuple[int, int], ...] = tuple(itertools.combinations(range(4), 2))
 """Coordinate pairs of the six planes: (0,1) xy, (0,2) xz, (0,3) xt, (1,2) yz, (1,3) yt, (2,3) zt."""
 SPACE_PLANES: tuple[int, ...] = tuple(i for i, p in enumerate(PAIRS) if 3 not in p)  # (0, 1, 3)
@@ -93,6 +95,8 @@ class HexPlane(nn.Module):
         resolution: (res_x, res_y, res_z, res_t) of the base scale.
         out_dim: channels C per plane (and per scale in the output).
         multires: spatial resolution multipliers, one scale each; the time resolution is not multiplied.
+        backend: "auto" (the fused numba kernels of `hexplane_cpu` for float32 on the CPU, else torch),
+            "cpu" or "torch" (`grid_sample`; the reference the fused kernels are tested against).
 
     Attributes:
         grids: ModuleList over scales of ParameterList of the six planes (order ``PAIRS``).
@@ -108,8 +112,12 @@ class HexPlane(nn.Module):
         resolution: Sequence[int] = (64, 64, 64, 25),
         out_dim: int = 32,
         multires: Sequence[int] = (1, 2),
+        backend: str = "auto",
     ):
         super().__init__()
+        if backend not in ("auto", "cpu", "torch"):
+            raise ValueError(f"backend must be auto, cpu or torch, got {backend!r}")
+        self.backend = backend
         if len(resolution) != 4 or min(resolution) < 1:
             raise ValueError(f"resolution must be 4 positive ints (x, y, z, t), got {resolution}")
         if len(multires) == 0:
@@ -131,6 +139,16 @@ class HexPlane(nn.Module):
                     nn.init.uniform_(p, a=0.1, b=0.5)
                 planes.append(p)
             self.grids.append(planes)
+
+    _table = None  # plane layout for the fused kernels (shapes never change after construction)
+
+    def _use_cpu_kernels(self, pts: Tensor) -> bool:
+        if self.backend == "torch":
+            return False
+        ok = pts.device.type == "cpu" and pts.dtype == torch.float32
+        if self.backend == "cpu" and not ok:
+            raise ValueError("HexPlane backend 'cpu' needs float32 inputs on the CPU")
+        return ok
 
     @torch.no_grad()
     def set_bounds(self, bounds: Tensor | Sequence) -> None:
@@ -162,6 +180,11 @@ class HexPlane(nn.Module):
         if xyz.dim() != 2 or xyz.shape[-1] != 3:
             raise ValueError(f"xyz must be [N, 3], got {tuple(xyz.shape)}")
         pts = self.normalize(xyz, t)  # [N, 4]
+        if self._use_cpu_kernels(pts):
+            planes = [p for scale in self.grids for p in scale]
+            if self._table is None or len(self._table) != len(planes):
+                self._table = hexplane_cpu.plane_table(planes, PAIRS)
+            return hexplane_cpu.HexPlaneCPU.apply(pts, self._table, len(self.grids), *planes)
         feats = []
         for planes in self.grids:
             f = None

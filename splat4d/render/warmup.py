@@ -1,4 +1,5 @@
-"""Compile (or load from numba's cache) the CPU rasterizer kernels once: `python -m splat4d.render.warmup`.
+"""Compile (or load from numba's cache) the CPU kernels once (rasterizer and HexPlane):
+`python -m splat4d.render.warmup`.
 
 Run before the test suite so a cold JIT (~20 s) is paid once, not inside a timed test.
 """
@@ -25,8 +26,13 @@ def warmup() -> float:
     cams = Cameras.look_at([0.0, -3.0, 0.0], [0.0, 0.0, 0.0], width=32, height=24)
     out = rasterize(means, quats, scales, opac, colors, cams, backend="cpu", return_weights=True)
     (out.rgb.sum() + out.alpha.sum()).backward()
+
+    from splat4d.fields.hexplane import HexPlane
+
+    field = HexPlane([[-1.0] * 3, [1.0] * 3], resolution=(4, 4, 4, 3), out_dim=4, multires=(1, 2), backend="cpu")
+    field(means, 0.5).sum().backward()
     return time.perf_counter() - t0
 
 
 if __name__ == "__main__":
-    print(f"splat4d CPU rasterizer kernels ready in {warmup():.1f} s")
+    print(f"splat4d CPU kernels ready in {warmup():.1f} s")
