@@ -36,14 +36,21 @@ class ProfileBench:
     """Iterations run before timing (past the coarse stage so deformation is on)."""
     iters: int = 100
     """Timed iterations."""
+    torch_threads: int = 1
+    """Torch intra-op threads (training's default is 1; 0 keeps torch's default)."""
+    top: int = 8
+    """How many of the largest uncategorised ops to list."""
     out: Path = Path("benchmarks/results/profile_train.json")
     """JSON output."""
 
 
-# profiler event name prefixes -> category (self CPU time is summed, so nothing is counted twice)
+# profiler event name parts -> category, first match wins (self CPU time is summed, so nothing is counted
+# twice); backward nodes of autograd Functions show up as "...: <Name>Backward"
 CATEGORIES = [
-    ("composite fwd (numba)", ("_CompositeCPU",)),
     ("composite bwd (numba)", ("_CompositeCPUBackward",)),
+    ("composite fwd (numba)", ("_CompositeCPU",)),
+    ("hexplane bwd (numba)", ("HexPlaneCPUBackward",)),
+    ("hexplane fwd (numba)", ("HexPlaneCPU",)),
     ("hexplane (grid_sample)", ("aten::grid_sampler", "GridSampler")),
     ("MLP (linear)", ("aten::addmm", "aten::mm", "AddmmBackward", "MmBackward", "aten::relu", "ReluBackward", "aten::threshold_backward")),
     ("optimizer (Adam)", ("Optimizer.step", "aten::_foreach", "aten::lerp", "aten::addcmul", "aten::addcdiv", "aten::sqrt")),
@@ -59,16 +66,21 @@ def main(cfg: ProfileBench) -> int:
                  {"method": cfg.method}, torch.device("cpu"))
     for _ in range(cfg.warmup):
         tr._train_step()
+    if cfg.torch_threads:  # after the first numba launch, which resets OpenMP's thread count
+        torch.set_num_threads(cfg.torch_threads)
     t0 = time.perf_counter()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for _ in range(cfg.iters):
             tr._train_step()
     wall = (time.perf_counter() - t0) / cfg.iters * 1000
     cats: dict[str, float] = defaultdict(float)
+    others: dict[str, float] = defaultdict(float)
     for e in prof.key_averages():
         self_ms = e.self_cpu_time_total / 1000 / cfg.iters
-        name = next((c for c, prefixes in CATEGORIES if any(e.key.startswith(p) for p in prefixes)), "other torch ops")
+        name = next((c for c, parts in CATEGORIES if any(p in e.key for p in parts)), "other torch ops")
         cats[name] += self_ms
+        if name == "other torch ops":
+            others[e.key] += self_ms
     profiled = sum(cats.values())
     print(f"{cfg.method} on {scene.name} {scene.resolution[0]}x{scene.resolution[1]}, "
           f"{tr.method.num_primitives} primitives, {torch.get_num_threads()} torch threads")
@@ -78,6 +90,8 @@ def main(cfg: ProfileBench) -> int:
     for name, ms in rows:
         print(f"{name:<26} {ms:8.2f} {100 * ms / profiled:6.1f}%")
     print(f"{'python / untracked':<26} {max(wall - profiled, 0):8.2f}")
+    top = sorted(others.items(), key=lambda kv: -kv[1])[:cfg.top]
+    print("largest 'other torch ops': " + ", ".join(f"{k} {v:.1f}" for k, v in top))
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     cfg.out.write_text(json.dumps({"wall_ms": wall, "categories_ms": dict(rows), "primitives": tr.method.num_primitives,
                                    "scene": scene.name, "resolution": scene.resolution}, indent=2))

@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -318,3 +319,29 @@ def test_config_round_trip_reproduces_run(static_run, tmp_path):
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["model"]["gaussians.means"].shape[0] != 1000  # densification ran in both
+
+
+def test_training_keeps_one_torch_thread(tmp_path):
+    """numba's first parallel launch resets OpenMP's thread count (shared with torch); the Trainer starts
+    numba's pool before setting torch's threads, so training really runs with `torch_threads`. Run in a
+    fresh process: in this one numba's pool is already started."""
+    code = (
+        "import torch\n"
+        "from splat4d.methods.static import StaticConfig\n"
+        "from splat4d.methods.gaussian_base import GaussianMethod\n"
+        "from splat4d.train.run import DataConfig, fit\n"
+        "from splat4d.train.trainer import TrainConfig\n"
+        "seen = []\n"
+        "orig = GaussianMethod.loss\n"
+        "def loss(self, *a):\n"
+        "    seen.append(torch.get_num_threads())\n"
+        "    return orig(self, *a)\n"
+        "GaussianMethod.loss = loss\n"
+        "cfg = StaticConfig(random_init_points=200, sh_degree=0)\n"
+        f"fit('static', cfg, DataConfig('synthetic:tiny'), TrainConfig(iters=3, torch_threads=1), {str(tmp_path / 'run')!r}, progress=False)\n"
+        "print(sorted(set(seen)))\n"
+    )
+    env = {**ENV, "OMP_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "2"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "[1]"

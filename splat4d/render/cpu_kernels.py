@@ -25,6 +25,20 @@ ALPHA_MAX = 0.999
 T_MIN = 1e-4
 
 
+@njit(parallel=True, cache=True)
+def _touch_threads(n):
+    out = np.zeros(n)
+    for i in prange(n):
+        out[i] = i
+    return out
+
+
+def start_threads() -> None:
+    """Start numba's thread pool now. Its first parallel launch resets OpenMP's thread count, which
+    torch shares, so a `torch.set_num_threads` made before that launch is silently undone."""
+    _touch_threads(2)
+
+
 @njit(cache=True)
 def bin_tiles(means2d, radii, depths, tile_size, tiles_x, tiles_y):
     """Tile lists of all cameras. Returns (offsets [C*tiles+1] int64, ids [M] int32 Gaussian index).

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from splat4d.errors import CheckpointError, Splat4DError
 from splat4d.methods.base import Batch, Method
+from splat4d.render.cpu_kernels import start_threads
 from splat4d.train.checkpoint import load_checkpoint, save_checkpoint, save_config
 from splat4d.train.optim import make_adam, set_learning_rates
 
@@ -121,6 +122,7 @@ class Trainer:
         save_config(self.run_dir, self.config)
         threads = torch.get_num_threads()
         if self.device.type == "cpu" and self.cfg.torch_threads > 0:
+            start_threads()  # else numba's first kernel launch would undo the next line
             torch.set_num_threads(self.cfg.torch_threads)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self.cfg.iters, initial=self.step, desc=f"fit {self.method.name}", file=sys.stderr,
