@@ -11,7 +11,6 @@ from splat4d.methods.base import get_method
 from splat4d.train.run import DataConfig, fit, load_run
 from splat4d.train.trainer import TrainConfig
 
-
 DEMO_MAX_GAUSSIANS = 10000  # keeps the CPU demo within ~10 minutes (HexPlane sampling grows with N)
 
 

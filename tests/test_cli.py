@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
+from conftest import ENV, SPLAT4D
 from data_builders import known_cameras, write_dnerf
+
 from splat4d.cli import main
 from splat4d.io.ply import load_gaussians_ply
 from splat4d.io.video import read_video
@@ -21,7 +22,6 @@ from splat4d.train.densify import DensifyConfig
 from splat4d.train.run import DataConfig, fit, load_run
 from splat4d.train.trainer import TrainConfig
 
-from conftest import ENV, SPLAT4D
 METRIC_KEYS = {"psnr", "ssim", "dssim", "lpips", "lpips_note", "fps", "size_mb", "num_gaussians", "iterations"}
 
 

@@ -6,10 +6,23 @@ import json
 
 import numpy as np
 import pytest
-from data_builders import image, known_cameras, llff_rows, save_png, write_dnerf, write_hypernerf, write_neu3d
+from data_builders import (
+    image,
+    known_cameras,
+    llff_rows,
+    save_png,
+    write_dnerf,
+    write_hypernerf,
+    write_neu3d,
+)
 
 from splat4d.data import check_scene, easyvolcap, load_scene, parse_background
-from splat4d.data.opencv_yaml import matrix_to_rodrigues, read_opencv_yaml, rodrigues_to_matrix, write_opencv_yaml
+from splat4d.data.opencv_yaml import (
+    matrix_to_rodrigues,
+    read_opencv_yaml,
+    rodrigues_to_matrix,
+    write_opencv_yaml,
+)
 from splat4d.errors import ConfigError, DatasetError
 
 

@@ -15,15 +15,24 @@ from data_builders import (
     image,
     known_cameras,
     projected,
-    save_png,
     save_ply,
+    save_png,
     write_dnerf,
     write_hypernerf,
     write_neu3d,
 )
 
-from splat4d.data import READERS, check_scene, detect_format, load_scene, parse_background
-from splat4d.data import dnerf, easyvolcap, hypernerf, neu3d
+from splat4d.data import (
+    READERS,
+    check_scene,
+    detect_format,
+    dnerf,
+    easyvolcap,
+    hypernerf,
+    load_scene,
+    neu3d,
+    parse_background,
+)
 from splat4d.data.scene import ArrayImage, DynamicScene, View
 
 POINT = torch.tensor([0.3, -0.2, 0.1])

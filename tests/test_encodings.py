@@ -3,7 +3,11 @@ import math
 import pytest
 import torch
 
-from splat4d.fields.encodings import TimeTable, positional_encoding, positional_encoding_dim
+from splat4d.fields.encodings import (
+    TimeTable,
+    positional_encoding,
+    positional_encoding_dim,
+)
 from splat4d.fields.mlp import MLP
 
 

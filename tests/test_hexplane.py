@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from splat4d.fields.hexplane import PAIRS, SPACE_PLANES, TIME_PLANES, HexPlane, plane_smoothness, plane_tv
+from splat4d.fields.hexplane import (
+    PAIRS,
+    SPACE_PLANES,
+    TIME_PLANES,
+    HexPlane,
+    plane_smoothness,
+    plane_tv,
+)
 
 UNIT = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ENV, SPLAT4D
 
 from splat4d.cli import main
 from splat4d.errors import CheckpointError
@@ -28,7 +29,6 @@ from splat4d.train.densify import DensifyConfig
 from splat4d.train.run import DataConfig, fit, load_run
 from splat4d.train.trainer import TrainConfig, Trainer, TrainingDiverged
 
-from conftest import ENV, SPLAT4D
 TINY = DataConfig("synthetic:tiny")
 STATIC_FLAGS = ["--data", "synthetic:tiny", "--device", "cpu", "--method.sh-degree", "1"]
 
@@ -338,7 +338,8 @@ def test_training_keeps_one_torch_thread(tmp_path):
         "    return orig(self, *a)\n"
         "GaussianMethod.loss = loss\n"
         "cfg = StaticConfig(random_init_points=200, sh_degree=0)\n"
-        f"fit('static', cfg, DataConfig('synthetic:tiny'), TrainConfig(iters=3, torch_threads=1), {str(tmp_path / 'run')!r}, progress=False)\n"
+        "fit('static', cfg, DataConfig('synthetic:tiny'), TrainConfig(iters=3, torch_threads=1),\n"
+        f"    {str(tmp_path / 'run')!r}, progress=False)\n"
         "print(sorted(set(seen)))\n"
     )
     env = {**ENV, "OMP_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "2"}

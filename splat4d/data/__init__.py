@@ -18,7 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from splat4d.data import dnerf, easyvolcap, hypernerf, neu3d
-from splat4d.data.scene import ArrayImage, CallableImage, DynamicScene, FileImage, ImageRef, View, count_unique_cameras
+from splat4d.data.scene import (
+    ArrayImage,
+    CallableImage,
+    DynamicScene,
+    FileImage,
+    ImageRef,
+    View,
+    count_unique_cameras,
+)
 from splat4d.errors import ConfigError, DatasetError
 
 # detection order: the most specific layouts first (an EasyVolcap or HyperNeRF export may also

@@ -32,7 +32,12 @@ from splat4d.data.common import (
     read_point_cloud,
     write_point_cloud,
 )
-from splat4d.data.opencv_yaml import matrix_to_rodrigues, read_opencv_yaml, rodrigues_to_matrix, write_opencv_yaml
+from splat4d.data.opencv_yaml import (
+    matrix_to_rodrigues,
+    read_opencv_yaml,
+    rodrigues_to_matrix,
+    write_opencv_yaml,
+)
 from splat4d.data.scene import DynamicScene, FileImage, View
 from splat4d.errors import ConfigError, DatasetError
 

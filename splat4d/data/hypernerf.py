@@ -32,7 +32,12 @@ import numpy as np
 import torch
 
 from splat4d.cameras import Cameras
-from splat4d.data.common import assign_camera_ids, check_scale, finish_scene, frame_ids_from_times
+from splat4d.data.common import (
+    assign_camera_ids,
+    check_scale,
+    finish_scene,
+    frame_ids_from_times,
+)
 from splat4d.data.scene import DynamicScene, FileImage, View
 from splat4d.errors import DatasetError
 

@@ -27,7 +27,12 @@ import numpy as np
 
 from splat4d.cameras import Cameras
 from splat4d.data.common import (
-    check_cameras_finite, check_scale, finish_scene, image_size, index_times, read_point_cloud,
+    check_cameras_finite,
+    check_scale,
+    finish_scene,
+    image_size,
+    index_times,
+    read_point_cloud,
 )
 from splat4d.data.scene import CallableImage, DynamicScene, FileImage, View, _resize
 from splat4d.errors import DatasetError
