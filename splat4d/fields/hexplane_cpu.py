@@ -150,22 +150,23 @@ def hexplane_backward_planes(size, idx, frac, g_vals, C):
     return g_flat
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def to_channel_last(src, dst, off):
-    """Copy a [C, H, W] plane into dst[off:] as [H, W, C]."""
+    """Copy a [C, H, W] plane into dst[off:] as [H, W, C]. Serial: a dozen short parallel launches per
+    call cost more than they save, badly so when the cores are busy."""
     C, H, W = src.shape
-    for h in prange(H):
+    for h in range(H):
         for w in range(W):
             base = off + (h * W + w) * C
             for c in range(C):
                 dst[base + c] = src[c, h, w]
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def from_channel_last(src, off, dst):
-    """Copy src[off:] laid out as [H, W, C] into the [C, H, W] array dst."""
+    """Copy src[off:] laid out as [H, W, C] into the [C, H, W] array dst (serial, as `to_channel_last`)."""
     C, H, W = dst.shape
-    for c in prange(C):
+    for c in range(C):
         for h in range(H):
             for w in range(W):
                 dst[c, h, w] = src[off + (h * W + w) * C + c]
