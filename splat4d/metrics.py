@@ -80,25 +80,31 @@ def psnr(img, ref, mask=None) -> Tensor:
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float32, device=None) -> Tensor:
+    """1-D normalised Gaussian [size]; the 2-D SSIM window is its outer product (separable)."""
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).to(dtype=dtype, device=device)  # [size, size]
+    return (g / g.sum()).to(dtype=dtype, device=device)
 
 
 def ssim_map(img, ref, window: int = 11, sigma: float = 1.5) -> Tensor:
-    """Per-pixel SSIM [B, C, H, W] with a Gaussian window, zero padding to 'same' size (3DGS convention)."""
+    """Per-pixel SSIM [B, C, H, W] with a Gaussian window, zero padding to 'same' size (3DGS convention).
+
+    The five local statistics are filtered in one grouped, separable convolution (11 + 11 taps instead
+    of 121), identical to the 2-D window up to rounding."""
     x, y = _as_images(img), _as_images(ref)
     if x.shape != y.shape:
         raise ValueError(f"image shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
     x, y = x.permute(0, 3, 1, 2), y.to(x).permute(0, 3, 1, 2)  # [B, C, H, W]
     C = x.shape[1]
-    w = _gaussian_window(window, sigma, x.dtype, x.device).expand(C, 1, window, window)
-    conv = lambda t: F.conv2d(t, w, padding=window // 2, groups=C)  # noqa: E731
-    mu_x, mu_y = conv(x), conv(y)
-    sxx = conv(x * x) - mu_x**2
-    syy = conv(y * y) - mu_y**2
-    sxy = conv(x * y) - mu_x * mu_y
+    g = _gaussian_window(window, sigma, x.dtype, x.device)
+    stats = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # [B, 5C, H, W]
+    pad = window // 2
+    stats = F.conv2d(stats, g.view(1, 1, window, 1).expand(5 * C, 1, window, 1), padding=(pad, 0), groups=5 * C)
+    stats = F.conv2d(stats, g.view(1, 1, 1, window).expand(5 * C, 1, 1, window), padding=(0, pad), groups=5 * C)
+    mu_x, mu_y, exx, eyy, exy = stats.split(C, dim=1)
+    sxx = exx - mu_x**2
+    syy = eyy - mu_y**2
+    sxy = exy - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
 
