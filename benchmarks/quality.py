@@ -62,6 +62,7 @@ def main(cfg: QualityBench) -> int:
             r = fit(name, mcfg, data, TrainConfig(iters=cfg.iters, save_every=0), run)
             rows.append({"scene": scene, "method": name, **{k: r.get(k) for k in (
                 "psnr", "ssim", "dssim", "lpips", "fps", "size_mb", "num_gaussians", "iterations", "train_seconds")},
+                "grad_threshold": mcfg.densify.grad_threshold,  # resolved from the scene (0 = auto)
                 "wall_seconds": time.perf_counter() - t0})
             print(_row(rows[-1]), flush=True)
     print("\n" + HEADER)

@@ -245,3 +245,31 @@ def test_stop_is_at_most_half_of_the_training():
     assert s.stop == 15
     assert s.after_step(gs, opt, 20) == {} and len(gs) == 10  # neither growth nor reset past half
     assert s.after_step(gs, opt, 10) == {"cloned": 2, "split": 2, "pruned": 1, "reset": True}
+
+
+def test_auto_grad_threshold_follows_views_per_time():
+    import dataclasses
+
+    from splat4d.data import load_scene
+    from splat4d.methods.static import StaticConfig, StaticGaussians
+    from splat4d.train.densify import MONOCULAR_GRAD_THRESHOLD, MULTIVIEW_GRAD_THRESHOLD, auto_grad_threshold
+
+    multi = load_scene("synthetic:tiny")
+    assert multi.views_per_time("train") >= 2
+    first_per_time = {}
+    for v in multi.split("train"):
+        first_per_time.setdefault(v.time, v)
+    mono = dataclasses.replace(multi, splits={**multi.splits, "train": list(first_per_time.values())})
+    assert mono.views_per_time("train") == 1
+    assert auto_grad_threshold(1) == MONOCULAR_GRAD_THRESHOLD and auto_grad_threshold(4) == MULTIVIEW_GRAD_THRESHOLD
+
+    for scene, want in ((multi, MULTIVIEW_GRAD_THRESHOLD), (mono, MONOCULAR_GRAD_THRESHOLD)):
+        cfg = StaticConfig(random_init_points=50, sh_degree=0)
+        assert cfg.densify.grad_threshold == 0  # auto
+        method = StaticGaussians.from_scene(scene, cfg)
+        assert cfg.densify.grad_threshold == want  # resolved in place, so config.yaml records it
+        assert method.strategy.cfg.grad_threshold == want
+    explicit = StaticConfig(random_init_points=50, sh_degree=0)
+    explicit.densify.grad_threshold = 3e-4
+    StaticGaussians.from_scene(mono, explicit)
+    assert explicit.densify.grad_threshold == 3e-4

@@ -129,6 +129,15 @@ class DynamicScene:
         times = [v.time for views in self.splits.values() for v in views]
         return (min(times), max(times)) if times else (0.0, 0.0)
 
+    def views_per_time(self, split: str = "train") -> float:
+        """Median number of views of `split` that share a time step: ~1 for monocular captures (one
+        camera per time step, D-NeRF, HyperNeRF), the camera count for synchronised multi-view video."""
+        counts: dict[float, int] = {}
+        for v in self.split(split):
+            key = round(float(v.time), 6)
+            counts[key] = counts.get(key, 0) + 1
+        return float(np.median(list(counts.values()))) if counts else 0.0
+
     def camera(self, view: View) -> Cameras:
         return view.camera if self.scale == 1.0 else view.camera.rescale(self.scale)
 

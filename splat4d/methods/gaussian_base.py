@@ -12,7 +12,7 @@ from splat4d.cameras import Cameras
 from splat4d.gaussians import Gaussians
 from splat4d.methods.base import Batch, Method
 from splat4d.render import RenderOutput, rasterize
-from splat4d.train.densify import DensifyConfig, DensifyStrategy
+from splat4d.train.densify import DensifyConfig, DensifyStrategy, auto_grad_threshold
 from splat4d.train.losses import photometric_loss
 from splat4d.train.optim import ParamGroup
 
@@ -65,6 +65,10 @@ class GaussianMethod(Method):
 
     @staticmethod
     def init_gaussians(scene, cfg: GaussianConfig, generator: torch.Generator | None = None) -> tuple[Gaussians, float]:
+        """Initial Gaussians and scene extent. Also resolves scene-dependent settings in `cfg` in place
+        (densify.grad_threshold 0 -> `auto_grad_threshold`), so the saved config shows what was used."""
+        if cfg.densify.grad_threshold <= 0:
+            cfg.densify.grad_threshold = auto_grad_threshold(scene.views_per_time("train"))
         bounds = scene.bounds.float()
         extent = float((bounds[1] - bounds[0]).norm()) / 2
         if scene.points is not None and len(scene.points) > 0:

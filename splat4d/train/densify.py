@@ -29,8 +29,10 @@ class DensifyConfig:
     run always has time to recover from the last reset)."""
     every: int = 100
     """Grow/prune every this many iterations."""
-    grad_threshold: float = 0.0002
-    """Average NDC-space 2D-mean gradient above which a Gaussian is cloned (small) or split (large)."""
+    grad_threshold: float = 0.0
+    """Average NDC-space 2D-mean gradient above which a Gaussian is cloned (small) or split (large).
+    0: chosen from the scene (`auto_grad_threshold`): 3DGS's 2e-4 when several cameras see each time
+    step, 5e-5 for monocular captures."""
     grow_scale3d: float = 0.01
     """Largest scale, as a fraction of the scene extent, below which a Gaussian is cloned rather than split."""
     prune_opacity: float = 0.005
@@ -41,6 +43,20 @@ class DensifyConfig:
     """Reset opacities to 2 x prune_opacity every this many iterations (0: never)."""
     max_gaussians: int = 300_000
     """Never grow beyond this many Gaussians."""
+
+
+MULTIVIEW_GRAD_THRESHOLD = 2e-4
+MONOCULAR_GRAD_THRESHOLD = 5e-5
+
+
+def auto_grad_threshold(views_per_time: float) -> float:
+    """Growth threshold for a scene with this many training views per time step.
+
+    With one camera per time step, a Gaussian on a moving object gets large screen-space gradients only
+    in the few views near its time, while the statistic is a mean over every view that sees it: 3DGS's
+    2e-4 then grows nothing on the moving parts (D-NeRF collision: both deformable and static settle on
+    the white background; with 5e-5 deformable reaches +3.5 dB over static, docs/benchmarks.md)."""
+    return MONOCULAR_GRAD_THRESHOLD if views_per_time < 2 else MULTIVIEW_GRAD_THRESHOLD
 
 
 class DensifyStrategy:
@@ -104,7 +120,7 @@ class DensifyStrategy:
     def grow(self, gaussians: Gaussians, opt) -> dict:
         c = self.cfg
         avg = self.grad2d / self.count.clamp_min(1)
-        high = avg > c.grad_threshold
+        high = avg > (c.grad_threshold or MULTIVIEW_GRAD_THRESHOLD)
         small = gaussians.scales.max(dim=-1).values <= c.grow_scale3d * self.extent
         room = max(c.max_gaussians - len(gaussians), 0)
         clone = _limit(high & small, room)
