@@ -36,6 +36,8 @@ class ProfileBench:
     """Iterations run before timing (past the coarse stage so deformation is on)."""
     iters: int = 100
     """Timed iterations."""
+    max_init_points: int = 0
+    """If > 0, cap the initial point cloud (as benchmarks/quality.py --max-init-points)."""
     torch_threads: int = 1
     """Torch intra-op threads (training's default is 1; 0 keeps torch's default)."""
     top: int = 8
@@ -60,7 +62,10 @@ CATEGORIES = [
 def main(cfg: ProfileBench) -> int:
     scene = load_scene(cfg.data, scale=cfg.scale, background=cfg.background)
     cls = get_method(cfg.method)
-    method = cls.from_scene(scene, cls.Config(), torch.Generator().manual_seed(0))
+    mcfg = cls.Config()
+    if cfg.max_init_points > 0:
+        mcfg.max_init_points = cfg.max_init_points
+    method = cls.from_scene(scene, mcfg, torch.Generator().manual_seed(0))
     total = cfg.warmup + cfg.iters
     tr = Trainer(method, scene, TrainConfig(iters=total, save_every=0), Path("/tmp/splat4d-profile"),
                  {"method": cfg.method}, torch.device("cpu"))
