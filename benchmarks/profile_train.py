@@ -17,6 +17,7 @@ import tyro
 
 from splat4d.data import load_scene
 from splat4d.methods.base import get_method
+from splat4d.render.cpu_kernels import start_threads
 from splat4d.train.trainer import TrainConfig, Trainer
 
 
@@ -69,10 +70,11 @@ def main(cfg: ProfileBench) -> int:
     total = cfg.warmup + cfg.iters
     tr = Trainer(method, scene, TrainConfig(iters=total, save_every=0), Path("/tmp/splat4d-profile"),
                  {"method": cfg.method}, torch.device("cpu"))
+    if cfg.torch_threads:  # as Trainer.fit: numba's pool first, or its first launch undoes this
+        start_threads()
+        torch.set_num_threads(cfg.torch_threads)
     for _ in range(cfg.warmup):
         tr._train_step()
-    if cfg.torch_threads:  # after the first numba launch, which resets OpenMP's thread count
-        torch.set_num_threads(cfg.torch_threads)
     t0 = time.perf_counter()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for _ in range(cfg.iters):

@@ -182,7 +182,7 @@ class HexPlane(nn.Module):
         pts = self.normalize(xyz, t)  # [N, 4]
         if self._use_cpu_kernels(pts):
             planes = [p for scale in self.grids for p in scale]
-            if self._table is None or len(self._table) != len(planes):
+            if self._table is None:
                 self._table = hexplane_cpu.plane_table(planes, PAIRS)
             return hexplane_cpu.HexPlaneCPU.apply(pts, self._table, len(self.grids), *planes)
         feats = []

@@ -5,12 +5,13 @@ concatenated result, instead of 6 x scales `grid_sample` calls and products in t
 `HexPlane`'s torch path (its twin and test oracle): bilinear, align_corners=True, border padding (a
 coordinate outside [-1, 1] reads the edge texel and gets no gradient along that axis).
 
-Planes are passed as one flat float32 buffer plus a table of rows (offset, H, W, a, b): plane p holds
-C x H x W values from `offset`, and reads coordinate a along W and coordinate b along H.
+Planes are copied into one flat float32 buffer, channel-last (plane p holds H x W x C values from its
+offset, so the C values of a texel are contiguous), with a table of rows (offset, H, W, a, b): plane p
+reads coordinate a along W and coordinate b along H. The torch parameters keep the [1, C, H, W] layout.
 
-Backward is split in two passes so that no two threads ever write to the same value: gradients of the
-coordinates are parallel over points; gradients of the planes are parallel over channels (each channel's
-texels belong to one thread).
+Backward first forms d loss / d samples, then two passes in which no two threads write to the same
+value: gradients of the coordinates are parallel over points; gradients of the planes are parallel over
+planes (each plane's texels belong to one thread).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ PLANES_PER_SCALE = 6
 
 @njit(cache=True, inline="always")
 def _axis(u, size):
-    """Texel index, fraction and d(position)/du of normalised coordinate u on an axis of `size` texels.
-    `inside` is False where border padding clamps u (no gradient along this axis)."""
+    """(i0, i1, fraction, d position / du) of normalised coordinate u on an axis of `size` texels; the
+    derivative is 0 where border padding clamps u (no gradient along this axis)."""
     if size == 1:
         return 0, 0, 0.0, 0.0
     x = (u + 1.0) * 0.5 * (size - 1)
@@ -35,9 +36,7 @@ def _axis(u, size):
         return 0, 1, 0.0, 0.0
     if x >= size - 1:
         return size - 2, size - 1, 1.0, 0.0
-    i0 = int(np.floor(x))
-    if i0 > size - 2:
-        i0 = size - 2
+    i0 = int(np.floor(x))  # <= size - 2 since x < size - 1
     return i0, i0 + 1, x - i0, scale
 
 

@@ -55,7 +55,7 @@ def auto_grad_threshold(views_per_time: float) -> float:
     With one camera per time step, a Gaussian on a moving object gets large screen-space gradients only
     in the few views near its time, while the statistic is a mean over every view that sees it: 3DGS's
     2e-4 then grows nothing on the moving parts (D-NeRF collision: both deformable and static settle on
-    the white background; with 5e-5 deformable reaches +3.5 dB over static, docs/benchmarks.md)."""
+    the white background; with 5e-5 deformable reaches +3.7 dB over static, docs/benchmarks.md)."""
     return MONOCULAR_GRAD_THRESHOLD if views_per_time < 2 else MULTIVIEW_GRAD_THRESHOLD
 
 
