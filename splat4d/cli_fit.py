@@ -83,6 +83,8 @@ def main_fit(argv: list[str]) -> int:
     result = fit(name, args.method, args.data_cfg, args.train, args.out, resume=args.resume)
     if "interrupted" in result:
         return 130 if result["interrupted"] == "SIGINT" else 143
+    if "rank" in result:  # a data-parallel rank other than 0: rank 0 reports
+        return 0
     from splat4d.commands import print_metrics
 
     print_metrics(result, f"{name} -> {args.out} ({result['split']} split):")

@@ -33,25 +33,26 @@ class Gaussians(nn.Module):
         init_scale: float = 1.0,
     ) -> "Gaussians":
         """Isotropic Gaussians at `points`, scale = init_scale x mean distance to the 3 nearest neighbours."""
-        P = points.shape[0]
+        P, device = points.shape[0], points.device
         points = points.float()
         if colors is None:
-            colors = torch.full((P, 3), 0.5)
+            colors = torch.full((P, 3), 0.5, device=device)
         dist = _knn_mean_distance(points, k=3).clamp_min(1e-7)
         log_scales = torch.log(dist * init_scale)[:, None].repeat(1, 3)
-        quats = torch.zeros(P, 4)
+        quats = torch.zeros(P, 4, device=device)
         quats[:, 0] = 1.0
         logit = math.log(init_opacity / (1 - init_opacity))
         sh0 = rgb_to_sh(colors.float())[:, None, :]
-        shN = torch.zeros(P, num_sh_bases(sh_degree) - 1, 3)
-        return Gaussians(points, quats, log_scales, torch.full((P,), logit), sh0, shN)
+        shN = torch.zeros(P, num_sh_bases(sh_degree) - 1, 3, device=device)
+        return Gaussians(points, quats, log_scales, torch.full((P,), logit, device=device), sh0, shN)
 
     @staticmethod
     def random_in_box(bounds: Tensor, n: int, sh_degree: int = 3, generator: torch.Generator | None = None) -> "Gaussians":
         """`n` Gaussians uniformly in the box bounds [2, 3] with random colours."""
         lo, hi = bounds[0].float(), bounds[1].float()
-        pts = lo + (hi - lo) * torch.rand(n, 3, generator=generator)
-        return Gaussians.from_points(pts, torch.rand(n, 3, generator=generator), sh_degree)
+        device = generator.device if generator is not None else lo.device
+        pts = (lo.to(device) + (hi - lo).to(device) * torch.rand(n, 3, generator=generator, device=device)).to(lo.device)
+        return Gaussians.from_points(pts, torch.rand(n, 3, generator=generator, device=device).to(lo.device), sh_degree)
 
     @staticmethod
     def empty_like_state(state: dict) -> "Gaussians":
@@ -101,11 +102,12 @@ def _knn_mean_distance(points: Tensor, k: int = 3, chunk: int = 512) -> Tensor:
     """Mean distance to the k nearest other points, in chunks to bound memory. [P]"""
     P = points.shape[0]
     if P <= 1:
-        return torch.full((P,), 0.01)
+        return torch.full((P,), 0.01, device=points.device)
     k = min(k, P - 1)
-    out = torch.empty(P)
+    out = torch.empty(P, device=points.device)
     for i in range(0, P, chunk):
         d = torch.cdist(points[i : i + chunk], points)
-        d[torch.arange(d.shape[0]), torch.arange(i, i + d.shape[0])] = float("inf")
+        rows = torch.arange(d.shape[0], device=points.device)
+        d[rows, rows + i] = float("inf")
         out[i : i + chunk] = d.topk(k, largest=False).values.mean(1)
     return out

@@ -169,16 +169,55 @@ def test_prune_large_after_first_reset_and_never_empty():
 
 
 @pytest.mark.parametrize("cap", [5, 10, 11, 12, 13, 14, 15])
-def test_max_gaussians_cap(cap):
+def test_max_gaussians_cap_keeps_the_highest_gradients(cap):
     gs = _gaussians()
     opt = _adam_with_state(gs)
     s = _strategy(_cfg(max_gaussians=cap))
+    # candidates by average gradient: 2 (split) > 3 (split) > 1 (clone) > 0 (clone)
+    s.grad2d[[2, 3, 1, 0]] = 2 * torch.tensor([9e-4, 8e-4, 7e-4, 6e-4])
+    before = gs.means.detach().clone()
     logs = s.grow(gs, opt)
+    room = max(cap - 10, 0)
+    chosen = [2, 3, 1, 0][:room]
     # unlimited growth gives 14; each clone and each split adds exactly one
     assert len(gs) == max(min(cap, 14), 10)
-    assert logs["cloned"] == min(max(cap - 10, 0), 2)
-    assert logs["split"] == min(max(cap - 12, 0), 2)
+    assert logs == {"cloned": len([i for i in chosen if i in CLONE]), "split": len([i for i in chosen if i in SPLIT])}
+    n_rest = 10 - logs["split"]
+    clones = gs.means.detach()[n_rest : n_rest + logs["cloned"]]
+    assert torch.equal(clones, before[sorted(i for i in chosen if i in CLONE)])
     _assert_opt_holds_model(opt, gs)
+
+
+def test_statistic_is_per_view_whatever_the_batch_size():
+    """A batch of B views averages the loss over them, so each view's gradient is B times smaller; the
+    statistic multiplies it back: one render of two cameras, two renders of one camera each, and two
+    single-view losses accumulate the same numbers."""
+    W = H = 24
+    cams = Cameras.orbit(2, radius=3.0, width=W, height=H)
+    gen = torch.Generator().manual_seed(0)
+    n = 20
+    gs = Gaussians(torch.randn(n, 3, generator=gen) * 0.3, torch.randn(n, 4, generator=gen),
+                   torch.full((n, 3), math.log(0.1)), torch.zeros(n), torch.rand(n, 1, 3, generator=gen),
+                   torch.zeros(n, 0, 3))
+    target = torch.rand(2, H, W, 3, generator=gen)
+
+    def stats(renders: list[list[int]], losses: list[list[int]]) -> torch.Tensor:
+        s = DensifyStrategy(_cfg(), EXTENT)
+        for group in losses:
+            outs = [rasterize(gs.means, gs.quats, gs.scales, gs.opacities, gs.sh, cams[r], sh_degree=0,
+                              backend="cpu") for r in renders if set(r) <= set(group)]
+            pred = torch.cat([o.rgb for o in outs])
+            (pred - target[group]).abs().mean().backward()
+            s.after_backward(gs, [o.meta for o in outs], 0)
+            gs.zero_grad()
+        return s.grad2d
+
+    one_render = stats([[0, 1]], [[0, 1]])
+    two_renders = stats([[0], [1]], [[0, 1]])
+    alone = stats([[0], [1]], [[0], [1]])
+    assert one_render.abs().sum() > 0
+    torch.testing.assert_close(one_render, alone, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(two_renders, alone, rtol=1e-5, atol=1e-9)
 
 
 # ----------------------------------------------------------------------------- opacity reset

@@ -56,12 +56,12 @@ class TimeTable(nn.Module):
         init_std: rows start as N(0, init_std^2); 0 gives zeros.
     """
 
-    def __init__(self, frames: int, dim: int, init_std: float = 0.1):
+    def __init__(self, frames: int, dim: int, init_std: float = 0.1, device: torch.device | str | None = None):
         super().__init__()
         if frames < 1 or dim < 1:
             raise ValueError(f"frames and dim must be >= 1, got frames={frames} dim={dim}")
         self.frames, self.dim = int(frames), int(dim)
-        self.table = nn.Parameter(torch.randn(self.frames, self.dim) * init_std)  # [frames, dim]
+        self.table = nn.Parameter(torch.randn(self.frames, self.dim, device=device) * init_std)  # [frames, dim]
 
     def forward(self, t: Tensor | float) -> Tensor:
         """t: scalar or [...] in [0, 1] -> [..., dim] (scalar -> [dim])."""

@@ -132,7 +132,7 @@ class HexPlane(nn.Module):
             reso = [r * m for r in self.resolution[:3]] + [self.resolution[3]]
             planes = nn.ParameterList()
             for a, b in PAIRS:
-                p = nn.Parameter(torch.empty(1, self.out_dim, reso[b], reso[a]))
+                p = nn.Parameter(torch.empty(1, self.out_dim, reso[b], reso[a], device=self.bounds.device))
                 if b == 3:
                     nn.init.ones_(p)
                 else:

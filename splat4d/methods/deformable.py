@@ -85,9 +85,10 @@ class DeformableGaussians(GaussianMethod):
     def __init__(self, cfg: DeformableConfig, gaussians: Gaussians, extent: float, bounds: Tensor, time_res: int):
         super().__init__(cfg, gaussians, extent)
         self.deformation = Deformation(cfg, bounds, time_res, gaussians.sh.shape[1] * 3)
-        self.register_buffer("coarse_iters", torch.tensor(0))
-        self.register_buffer("dynamic", torch.tensor(True))
-        self.register_buffer("time_res", torch.tensor(time_res))
+        device = gaussians.means.device
+        self.register_buffer("coarse_iters", torch.tensor(0, device=device))
+        self.register_buffer("dynamic", torch.tensor(True, device=device))
+        self.register_buffer("time_res", torch.tensor(time_res, device=device))
 
     @classmethod
     def from_scene(cls, scene, cfg: DeformableConfig, generator: torch.Generator | None = None) -> "DeformableGaussians":

@@ -59,8 +59,9 @@ class GaussianMethod(Method):
     def __init__(self, cfg: GaussianConfig, gaussians: Gaussians, extent: float):
         super().__init__(cfg)
         self.gaussians = gaussians
-        self.register_buffer("extent", torch.tensor(float(extent)))
-        self.register_buffer("active_sh", torch.tensor(0))
+        device = gaussians.means.device
+        self.register_buffer("extent", torch.tensor(float(extent), device=device))
+        self.register_buffer("active_sh", torch.tensor(0, device=device))
         self.strategy = DensifyStrategy(cfg.densify, extent)
 
     @staticmethod
@@ -75,7 +76,7 @@ class GaussianMethod(Method):
             pts = scene.points.float()
             cols = scene.point_colors.float() if scene.point_colors is not None else None
             if len(pts) > cfg.max_init_points:
-                idx = torch.randperm(len(pts), generator=generator)[: cfg.max_init_points]
+                idx = torch.randperm(len(pts), generator=generator, device="cpu")[: cfg.max_init_points]
                 pts, cols = pts[idx], (cols[idx] if cols is not None else None)
             g = Gaussians.from_points(pts, cols, cfg.sh_degree, cfg.init_opacity)
         else:

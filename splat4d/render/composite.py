@@ -94,9 +94,11 @@ def composite_dense(
     """Every Gaussian against every pixel in plain torch: slow, obviously correct, differentiable by autograd."""
     C, N, D = feats.shape
     ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=means2d.dtype) + 0.5, torch.arange(width, dtype=means2d.dtype) + 0.5, indexing="ij"
+        torch.arange(height, dtype=means2d.dtype, device=means2d.device) + 0.5,
+        torch.arange(width, dtype=means2d.dtype, device=means2d.device) + 0.5,
+        indexing="ij",
     )
-    pix = torch.stack([xs, ys], -1).reshape(-1, 2).to(means2d.device)  # [P, 2]
+    pix = torch.stack([xs, ys], -1).reshape(-1, 2)  # [P, 2]
     outs, alphas, weights = [], [], []
     for c in range(C):
         order = torch.argsort(depths[c].detach(), stable=True)

@@ -8,6 +8,7 @@ each Gaussian was visible.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,7 @@ from torch import Tensor
 
 from splat4d.gaussians import FIELDS, Gaussians
 from splat4d.render.projection import quat_to_rotmat
+from splat4d.train import distributed
 from splat4d.train.optim import replace_param
 
 
@@ -60,45 +62,89 @@ def auto_grad_threshold(views_per_time: float) -> float:
 
 
 class DensifyStrategy:
+    """Grows, prunes and resets one `Gaussians` set on the schedule of a `DensifyConfig`.
+
+    Its statistics live on the device of the Gaussians they describe (allocated lazily from the first
+    gradients), and so does the generator that places split children: one generator per device type,
+    seeded alike, so nothing crosses between host and device. In a data-parallel run the statistics are
+    summed over ranks before every decision, so all ranks grow and prune identically.
+
+    Examples:
+        >>> strategy = DensifyStrategy(DensifyConfig(), scene_extent=2.0)
+        >>> # per iteration, after loss.backward():
+        >>> strategy.after_backward(gaussians, [out.meta for out in outs], step)
+        >>> # after optimizer.step():
+        >>> logs = strategy.after_step(gaussians, optimizer, step + 1)
+    """
+
     def __init__(self, cfg: DensifyConfig, scene_extent: float, seed: int = 0):
         self.cfg = cfg
         self.extent = float(scene_extent)
-        self.grad2d: Tensor | None = None
-        self.count: Tensor | None = None
-        self.gen = torch.Generator().manual_seed(seed)
+        self.grad2d: Tensor | None = None  # [N] summed per-view NDC gradient norms
+        self.count: Tensor | None = None  # [N] views in which each Gaussian was visible
+        self.seed = seed
+        self.gens: dict[str, torch.Generator] = {}
+        self._pending_gen_states: dict[str, Tensor] = {}
         self.total_steps: int | None = None
 
     @property
     def stop(self) -> int:
         return self.cfg.stop if self.total_steps is None else min(self.cfg.stop, self.total_steps // 2)
 
+    def generator(self, device: torch.device) -> torch.Generator:
+        """This strategy's generator for `device` (created on first use, or restored from a checkpoint)."""
+        key = torch.device(device).type
+        if key not in self.gens:
+            gen = torch.Generator(device=device).manual_seed(self.seed)
+            if key in self._pending_gen_states:
+                gen.set_state(self._pending_gen_states.pop(key))
+            self.gens[key] = gen
+        return self.gens[key]
+
     # ------------------------------------------------------------ bookkeeping
     def state_dict(self) -> dict:
-        return {"grad2d": self.grad2d, "count": self.count, "gen": self.gen.get_state(), "extent": self.extent}
+        gens = {**self._pending_gen_states, **{k: g.get_state() for k, g in self.gens.items()}}
+        return {"grad2d": self.grad2d, "count": self.count, "gens": gens, "extent": self.extent}
 
     def load_state_dict(self, state: dict) -> None:
         self.grad2d, self.count, self.extent = state["grad2d"], state["count"], state["extent"]
-        self.gen.set_state(state["gen"])
+        self.gens = {}
+        # checkpoints before per-device generators held one CPU generator under "gen"
+        self._pending_gen_states = dict(state["gens"]) if "gens" in state else {"cpu": state["gen"]}
+
+    def to(self, device: torch.device) -> "DensifyStrategy":
+        """Move the statistics to `device` (the Gaussians' device)."""
+        if self.grad2d is not None:
+            self.grad2d, self.count = self.grad2d.to(device), self.count.to(device)
+        return self
 
     def after_backward(self, gaussians: Gaussians, metas: list[dict], step: int) -> None:
-        """Accumulate the screen-space gradient of every Gaussian seen in this iteration's renders."""
+        """Accumulate the screen-space gradient of every Gaussian seen in this iteration's renders.
+
+        The loss averages over the B views it sees (one render of B cameras, or B renders of one), so
+        each view's gradient is B times smaller than if it were alone: multiplying by B makes the
+        statistic a per-view gradient whatever the batch size (as gsplat does with n_cameras), and
+        equal between a process with batch B x R and R data-parallel ranks of batch B."""
         if step >= self.stop:
             return
         n = len(gaussians)
+        device = gaussians.means.device
+        if self.grad2d is not None and self.grad2d.device != device:  # resumed from a CPU checkpoint
+            self.to(device)
         if self.grad2d is None or self.grad2d.shape[0] != n:
-            self.grad2d, self.count = torch.zeros(n), torch.zeros(n)
+            self.grad2d = torch.zeros(n, device=device)
+            self.count = torch.zeros(n, device=device)
+        views = sum(meta["means2d"].shape[0] for meta in metas)
         for meta in metas:
             m2d = meta["means2d"]
             if m2d.grad is None:
                 continue
-            g = m2d.grad.detach().clone()  # [C, N, 2]
-            C = g.shape[0]
-            g[..., 0] *= meta["width"] / 2.0 * C
-            g[..., 1] *= meta["height"] / 2.0 * C
+            g = m2d.grad.detach()  # [C, N, 2]
+            scale = torch.tensor([meta["width"] / 2.0, meta["height"] / 2.0], dtype=g.dtype, device=g.device)
+            norms = (g * (scale * views)).norm(dim=-1)  # [C, N]
             vis = meta["visible"]  # [C, N]
-            norms = torch.where(vis, g.norm(dim=-1), torch.zeros_like(g[..., 0]))
-            self.grad2d += norms.sum(0).cpu().to(self.grad2d.dtype)
-            self.count += vis.sum(0).cpu().to(self.count.dtype)
+            self.grad2d += torch.where(vis, norms, torch.zeros_like(norms)).sum(0).to(self.grad2d)
+            self.count += vis.sum(0).to(self.count)
 
     def after_step(self, gaussians: Gaussians, opt: torch.optim.Optimizer, step: int) -> dict:
         """Grow, prune and reset on schedule; returns counts of what happened (empty when nothing did)."""
@@ -107,6 +153,8 @@ class DensifyStrategy:
         if step >= self.stop or step < c.start:
             return logs
         if step % c.every == 0 and step > c.start and self.grad2d is not None:
+            distributed.all_reduce_sum_(self.grad2d)
+            distributed.all_reduce_sum_(self.count)
             logs.update(self.grow(gaussians, opt))
             logs.update(self.prune(gaussians, opt, step))
             self.grad2d = self.count = None
@@ -118,20 +166,20 @@ class DensifyStrategy:
     # ------------------------------------------------------------ operations
     @torch.no_grad()
     def grow(self, gaussians: Gaussians, opt) -> dict:
+        """Clone small and split large Gaussians whose average gradient passes the threshold; when the
+        cap leaves room for fewer, the highest-gradient candidates grow."""
         c = self.cfg
         avg = self.grad2d / self.count.clamp_min(1)
         high = avg > (c.grad_threshold or MULTIVIEW_GRAD_THRESHOLD)
+        high = _top(high, avg, max(c.max_gaussians - len(gaussians), 0))
         small = gaussians.scales.max(dim=-1).values <= c.grow_scale3d * self.extent
-        room = max(c.max_gaussians - len(gaussians), 0)
-        clone = _limit(high & small, room)
-        room -= int(clone.sum())
-        split = _limit(high & ~small, room)
+        clone, split = high & small, high & ~small
         n_clone, n_split = int(clone.sum()), int(split.sum())
         if n_clone:
             sel = clone.nonzero()[:, 0]
             self._edit(gaussians, opt, lambda k, p: torch.cat([p, p[sel]]), lambda s: torch.cat([s, torch.zeros_like(s[sel])]))
         if n_split:
-            split = torch.cat([split, torch.zeros(n_clone, dtype=torch.bool)])
+            split = torch.cat([split, torch.zeros(n_clone, dtype=torch.bool, device=split.device)])
             self._split(gaussians, opt, split)
         return {"cloned": n_clone, "split": n_split}
 
@@ -151,7 +199,8 @@ class DensifyStrategy:
 
     @torch.no_grad()
     def reset_opacity(self, gaussians: Gaussians, opt) -> None:
-        cap = torch.logit(torch.tensor(2 * self.cfg.prune_opacity)).item()
+        p = 2 * self.cfg.prune_opacity
+        cap = math.log(p / (1 - p))
         old = gaussians.opacity_logits
         new = gaussians.replace({"opacity_logits": old.clamp_max(cap)})["opacity_logits"]
         replace_param(opt, old, new, torch.zeros_like)
@@ -161,7 +210,8 @@ class DensifyStrategy:
         rest = ~split
         scales = gaussians.scales[sel]
         R = quat_to_rotmat(gaussians.quats[sel])
-        noise = torch.randn(2, len(sel), 3, generator=self.gen)
+        device = scales.device
+        noise = torch.randn(2, len(sel), 3, generator=self.generator(device), device=device)
         offsets = torch.einsum("nij,bnj->bni", R, scales[None] * noise)  # [2, S, 3]
 
         def new_values(k, p):
@@ -182,11 +232,11 @@ class DensifyStrategy:
             replace_param(opt, old[k], new[k], fn_state)
 
 
-def _limit(mask: Tensor, room: int) -> Tensor:
-    """Keep at most `room` True entries of mask (the first ones)."""
+def _top(mask: Tensor, score: Tensor, room: int) -> Tensor:
+    """Keep at most `room` True entries of mask: those with the highest score."""
     if int(mask.sum()) <= room:
         return mask
-    idx = mask.nonzero()[:, 0][:room]
+    idx = torch.where(mask, score, torch.full_like(score, -math.inf)).topk(room).indices
     out = torch.zeros_like(mask)
     out[idx] = True
     return out

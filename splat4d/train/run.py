@@ -15,6 +15,7 @@ from splat4d.data import load_scene
 from splat4d.errors import CheckpointError, ConfigError
 from splat4d.methods.base import get_method
 from splat4d.train.checkpoint import from_plain, load_checkpoint, load_config
+from splat4d.train import distributed
 from splat4d.train.evaluate import evaluate
 from splat4d.train.trainer import TrainConfig, Trainer
 
@@ -44,7 +45,10 @@ def pick_device(name: str) -> torch.device:
 def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out: Path, resume: bool = False,
         progress: bool = True) -> dict:
     """Train `method_name` on `data` into run folder `out`; writes config.yaml, checkpoint.pt,
-    metrics.json and eval/ PNGs. Returns the final metrics."""
+    metrics.json and eval/ PNGs. Returns the final metrics.
+
+    Launched by torchrun with several ranks, it trains data-parallel (see `splat4d.train.distributed`);
+    rank 0 writes every file and evaluates, the others return {"iterations": N, "rank": r}."""
     cls = get_method(method_name)
     out = Path(out)
     if resume:
@@ -55,7 +59,7 @@ def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out:
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     torch.manual_seed(train.seed)
     scene = load_scene(data.path, scale=data.scale, background=data.background, format=data.format)
-    device = pick_device(train.device)
+    device = distributed.init(pick_device(train.device))
     gen = torch.Generator().manual_seed(train.seed)
     method = cls.from_scene(scene, method_cfg, generator=gen)
     config = {"method": method_name, "data": data, "train": train, "method_config": method_cfg}
@@ -63,6 +67,8 @@ def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out:
     if resume:
         trainer.resume()
     result = trainer.fit(evaluate=lambda m: evaluate(m, scene), progress=progress)
+    if not distributed.is_main():
+        return {**result, "rank": distributed.rank()}
     if "interrupted" not in result:
         final = evaluate(trainer.method, scene, out_dir=out / "eval")
         final.update(iterations=trainer.step, train_seconds=result.get("train_seconds"))

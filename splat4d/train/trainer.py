@@ -18,6 +18,7 @@ from tqdm import tqdm
 from splat4d.errors import CheckpointError, Splat4DError
 from splat4d.methods.base import Batch, Method
 from splat4d.render.cpu_kernels import start_threads
+from splat4d.train import distributed
 from splat4d.train.checkpoint import load_checkpoint, save_checkpoint, save_config
 from splat4d.train.optim import make_adam, set_learning_rates
 
@@ -33,7 +34,7 @@ class TrainConfig:
     iters: int = 3000
     """Total training iterations."""
     batch_size: int = 1
-    """Views per iteration."""
+    """Views per iteration (per rank in a data-parallel run: torchrun with N ranks trains on N x this)."""
     eval_every: int = 0
     """Evaluate on the test split every this many iterations (0: only at the end)."""
     save_every: int = 1000
@@ -75,13 +76,21 @@ class Trainer:
         self.times = self.scene.times("train").to(self.device)
         self.images = torch.stack([self.scene.image(v) for v in views]).to(self.device)  # [V, H, W, 3]
 
-    def _next_batch(self) -> Batch:
+    def _next_indices(self) -> list[int]:
+        """This rank's views of the next iteration. Every rank draws the whole global batch from the same
+        seeded sampler and takes its own consecutive share, so R ranks of batch B see exactly the views
+        one process of batch R x B would."""
         idx = []
-        for _ in range(self.cfg.batch_size):
+        for _ in range(self.cfg.batch_size * distributed.world_size()):
             if not self.order:
-                self.order = torch.randperm(len(self.views), generator=self.gen).tolist()
+                self.order = torch.randperm(len(self.views), generator=self.gen, device="cpu").tolist()
             idx.append(self.order.pop())
-        index = torch.tensor(idx)
+        start = distributed.rank() * self.cfg.batch_size
+        return idx[start : start + self.cfg.batch_size]
+
+    def _next_batch(self) -> Batch:
+        idx = self._next_indices()
+        index = torch.tensor(idx, device="cpu")
         return Batch(self.cams[idx[0]] if len(idx) == 1 else _cams_at(self.cams, idx), self.times[index],
                      self.images[index], None, self.background, index)
 
@@ -94,7 +103,10 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        path = save_checkpoint(self.run_dir, self.state())
+        """Write checkpoint.pt (rank 0 only; every rank records the step)."""
+        path = self.run_dir / "checkpoint.pt"
+        if distributed.is_main():
+            path = save_checkpoint(self.run_dir, self.state())
         self.last_saved = self.step
         return path
 
@@ -119,19 +131,22 @@ class Trainer:
     def fit(self, evaluate=None, progress: bool = True) -> dict:
         """Train to cfg.iters. `evaluate(method) -> dict` is called every eval_every iterations (the caller
         evaluates the final model)."""
-        save_config(self.run_dir, self.config)
+        main = distributed.is_main()
+        if main:
+            save_config(self.run_dir, self.config)
+        distributed.barrier()  # every rank has checked the run folder before rank 0 writes into it
         threads = torch.get_num_threads()
         if self.device.type == "cpu" and self.cfg.torch_threads > 0:
             start_threads()  # else numba's first kernel launch would undo the next line
             torch.set_num_threads(self.cfg.torch_threads)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self.cfg.iters, initial=self.step, desc=f"fit {self.method.name}", file=sys.stderr,
-                   disable=not progress, mininterval=0.5 if sys.stderr.isatty() else 15, dynamic_ncols=True)
+                   disable=not (progress and main), mininterval=0.5 if sys.stderr.isatty() else 15, dynamic_ncols=True)
         log_path = self.run_dir / "train_log.jsonl"
         psnr_avg, t0, start = None, time.perf_counter(), self.step
         try:
             while self.step < self.cfg.iters:
-                if self._stop_signal is not None:
+                if self._stop_requested():
                     return self._interrupted(bar)
                 logs = self._train_step()
                 psnr_avg = logs["psnr"] if psnr_avg is None else 0.9 * psnr_avg + 0.1 * logs["psnr"]
@@ -139,7 +154,8 @@ class Trainer:
                 bar.update(1)
                 if self.cfg.save_every and self.step % self.cfg.save_every == 0:
                     self.save()
-                if evaluate and self.cfg.eval_every and self.step % self.cfg.eval_every == 0 and self.step < self.cfg.iters:
+                if (main and evaluate and self.cfg.eval_every and self.step % self.cfg.eval_every == 0
+                        and self.step < self.cfg.iters):
                     self._log(log_path, {"step": self.step, **evaluate(self.method)})
             self.save()
         finally:
@@ -158,10 +174,12 @@ class Trainer:
         outs = [self.method.render(batch.cameras[i] if len(batch.times) > 1 else batch.cameras, float(t), batch.background)
                 for i, t in enumerate(batch.times)]
         loss, logs = self.method.loss(batch, outs, step)
-        if not torch.isfinite(loss):
+        (nonfinite,) = distributed.any_rank([not bool(torch.isfinite(loss))], self.device)
+        if nonfinite:  # on any rank: every rank stops at the same iteration
             raise TrainingDiverged(self._diverged_message(step, "loss"))
         loss.backward()
         self.method.after_backward(outs, step)
+        distributed.average_gradients([p for g in self.opt.param_groups for p in g["params"]])
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
@@ -187,16 +205,30 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         self._stop_signal = signum
 
+    def _stop_requested(self) -> bool:
+        """A signal arrived here or, in a data-parallel run, on any rank (torchrun forwards signals to
+        every rank, but not at the same iteration): all ranks stop together."""
+        if not distributed.active():
+            return self._stop_signal is not None
+        (stop,) = distributed.any_rank([self._stop_signal is not None], self.device)
+        if stop and self._stop_signal is None:
+            self._stop_signal = signal.SIGTERM
+        return stop
+
     def _interrupted(self, bar) -> dict:
         bar.close()
         self.check_finite(self.step - 1)
         path = self.save()
         name = signal.Signals(self._stop_signal).name
-        print(f"{name} received: saved {path} at iteration {self.step}; continue with --resume", file=sys.stderr)
+        if distributed.is_main():
+            print(f"{name} received: saved {path} at iteration {self.step}; continue with --resume",
+                  file=sys.stderr)
         return {"interrupted": name, "iterations": self.step}
 
     @staticmethod
     def _log(path: Path, row: dict) -> None:
+        if not distributed.is_main():
+            return
         with open(path, "a") as f:
             f.write(json.dumps({k: v for k, v in row.items() if _jsonable(v)}) + "\n")
 
