@@ -198,11 +198,15 @@ def test_time_render_counts_calls():
     assert stats["ms_std"] >= 0 and stats["ms_min"] <= stats["ms_mean"]
 
 
-def test_sizes(tmp_path):
+def test_sizes_use_one_mb(tmp_path):
+    """One MB (10^6 bytes) for files, folders and model states alike."""
+    from splat4d.train.checkpoint import state_size_mb
+
     (tmp_path / "sub").mkdir()
-    (tmp_path / "a.bin").write_bytes(b"\0" * 2**20)
-    (tmp_path / "sub" / "b.bin").write_bytes(b"\0" * 2**19)
+    (tmp_path / "a.bin").write_bytes(b"\0" * 10**6)
+    (tmp_path / "sub" / "b.bin").write_bytes(b"\0" * 500_000)
     assert file_size_mb(tmp_path / "a.bin") == pytest.approx(1.0)
     assert dir_size_mb(tmp_path) == pytest.approx(1.5)
     assert dir_size_mb(tmp_path / "sub" / "b.bin") == pytest.approx(0.5)
-    assert os.path.getsize(tmp_path / "a.bin") == 2**20
+    state = {"w": torch.zeros(250_000)}  # 10^6 bytes of float32 plus torch.save's small header
+    assert 1.0 < state_size_mb(state) < 1.01

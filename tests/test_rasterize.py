@@ -117,6 +117,24 @@ def test_single_gaussian_known_pixel_value():
     assert out.meta["radii"][0, 0].tolist() == [math.ceil(3.33 * math.sqrt(var))] * 2
 
 
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_degenerate_gaussians_are_culled(backend):
+    """gsplat's CUDA projection culls a Gaussian whose blurred 2D covariance has det <= 0: a zero-width
+    line seen across (eps2d = 0) and a NaN one are not drawn; with the default blur the line is."""
+    cam = Cameras.from_intrinsics(torch.eye(4)[None].double(), 50.0, 50.0, 16.0, 16.0, 32, 32)
+    means = torch.tensor([[0.0, 0.0, 3.0], [0.2, 0.1, 3.0], [-0.2, 0.0, 3.0]], dtype=torch.float64)
+    quats = torch.tensor([[1.0, 0, 0, 0]], dtype=torch.float64).repeat(3, 1)
+    scales = torch.tensor([[0.3, 0.0, 0.0], [0.1, 0.1, 0.1], [0.1, 0.1, 0.1]], dtype=torch.float64)
+    scales[2, 0] = float("nan")
+    opac, colors = torch.full((3,), 0.9, dtype=torch.float64), torch.ones(3, 3, dtype=torch.float64)
+    out = rasterize(means, quats, scales, opac, colors, cam, eps2d=0.0, backend=backend)
+    assert out.meta["visible"][0].tolist() == [False, True, False]
+    assert (out.meta["radii"][0, [0, 2]] == 0).all()
+    assert torch.isfinite(out.rgb).all()
+    blurred = rasterize(means[:1], quats[:1], scales[:1], opac[:1], colors[:1], cam, backend=backend)
+    assert blurred.meta["visible"][0].tolist() == [True] and blurred.alpha.max() > 0.1
+
+
 def test_gradcheck_cpu_backend():
     params, cams = hard_scene(n=24, seed=5)
     cams = Cameras.from_intrinsics(cams.viewmats[:1], 20.0, 20.0, 8.0, 6.0, 16, 12).to(dtype=torch.float64)

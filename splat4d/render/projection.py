@@ -81,8 +81,8 @@ def project_gaussians(
 
     det_orig = cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]
     cov2d = cov2d + eps2d * torch.eye(2, dtype=cov2d.dtype, device=cov2d.device)
-    det = cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]
-    det = det.clamp(min=1e-10)
+    det_blurred = cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]
+    det = det_blurred.clamp(min=1e-10)  # keeps the culled Gaussians' (unused) conics finite
     compensations = torch.sqrt(torch.clamp(det_orig / det, min=0.0))
     conics = torch.stack(
         [cov2d[..., 1, 1] / det, -(cov2d[..., 0, 1] + cov2d[..., 1, 0]) / 2.0 / det, cov2d[..., 0, 0] / det],
@@ -94,7 +94,9 @@ def project_gaussians(
             [torch.ceil(3.33 * torch.sqrt(cov2d[..., 0, 0])), torch.ceil(3.33 * torch.sqrt(cov2d[..., 1, 1]))],
             dim=-1,
         )
-        valid = (det > 0) & (depths > near_plane) & (depths < far_plane)
+        # gsplat's CUDA projection culls a Gaussian whose blurred 2D covariance has det <= 0 (degenerate,
+        # e.g. a zero-width one seen edge-on with eps2d = 0, or NaN); test before the clamp above
+        valid = (det_blurred > 0) & (depths > near_plane) & (depths < far_plane)
         inside = (
             (means2d[..., 0] + radius[..., 0] > 0)
             & (means2d[..., 0] - radius[..., 0] < width)

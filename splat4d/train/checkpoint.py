@@ -112,7 +112,9 @@ def load_checkpoint(run_dir: Path, method: str | None = None) -> dict:
 
 
 def state_size_mb(state: dict) -> float:
-    """Size of a model state dict serialised with torch.save, in MB (10^6 bytes)."""
+    """Size of a model state dict serialised with torch.save, in MB (`splat4d.metrics.BYTES_PER_MB`)."""
+    from splat4d.metrics import BYTES_PER_MB
+
     buf = io.BytesIO()
     torch.save(state, buf)
-    return buf.tell() / 1e6
+    return buf.tell() / BYTES_PER_MB
