@@ -173,7 +173,10 @@ def check_output_file(name: str, value: Any) -> Path:
     path = check_path(name, value)
     if path.is_dir():
         raise ConfigError(f"{name} {path} is a folder; give a file name")
-    check_output_dir(name, path.parent)
+    try:
+        check_output_dir(name, path.parent)
+    except ConfigError as e:
+        raise ConfigError(f"{name} {path} cannot be written: {str(e).removeprefix(name + ' ')}") from None
     return path
 
 

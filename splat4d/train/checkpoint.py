@@ -100,6 +100,8 @@ def load_config(path: Path) -> dict:
         raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict) or "method" not in data:
         raise ConfigError(f"{path} is not a splat4d run config (no 'method' key)")
+    if not isinstance(data["method"], str):
+        raise ConfigError(f"{path}: method must be a method name, got {data['method']!r}")
     return data
 
 
