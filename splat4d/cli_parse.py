@@ -21,6 +21,7 @@ T = TypeVar("T")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SIDES = "│┃|"
+_CORNERS = "╭╮╰╯┏┓┗┛"
 _RULES = set("─━-═ ")
 _NOT_A = {"int": "an integer", "float": "a number"}
 
@@ -49,33 +50,25 @@ def _pass_through(text: str) -> None:
 
 
 def condense(text: str, prog: str) -> str:
-    """The message inside tyro's error box (wrapped lines joined), as one line ending with a pointer to
-    --help. Falls back to argparse's `prog: error: ...` line, then to the last line printed."""
-    text = _ANSI.sub("", text)
-    body: list[str] = []
-    for line in text.splitlines():
-        s = line.strip()
-        if s[:1] in "╭┏":  # the box's top border carries only the title
-            continue
-        if s[:1] in "╰┗":
-            break
-        if s[:1] not in _SIDES:
-            continue
+    """The message of tyro's error box (wrapped lines joined), as one line ending with a pointer to
+    --help. tyro draws the box with box-drawing characters, or with plain dashes when the stream cannot
+    take them (title, rule, message, rule, ...). Falls back to argparse's `prog: error: ...` line."""
+    lines = [ln.strip() for ln in _ANSI.sub("", text).splitlines() if ln.strip()]
+    sections: list[list[str]] = [[]]
+    for i, s in enumerate(lines):
         inner = s.strip(_SIDES).strip()
-        if not inner:
-            continue
-        if set(inner) <= _RULES:  # the rule before "For full helptext..."
-            if body:
-                break
-            continue
-        body.append(inner)
-    message = " ".join(body)
-    if not message:
-        found = re.findall(r"error: (.+)", text)
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if s[:1] in _CORNERS or not inner or set(inner) <= _RULES:  # a border (its title) or a rule
+            sections.append([])
+        elif i == 0 and len(lines) > 1 and set(lines[1].strip(_SIDES).strip()) <= _RULES:
+            sections.append([])  # a plain-text box's title line
+        else:
+            sections[-1].append(inner)
+    body = [sec for sec in sections if sec]
+    message = " ".join(body[0]) if body else ""
+    found = re.findall(r"error: (.+)", text)
+    if found or not message:
         message = found[-1] if found else (lines[-1] if lines else "invalid arguments")
-    message = _plain(message)
-    return f"{message} (see {prog} --help)"
+    return f"{_plain(message)} (see {prog} --help)"
 
 
 def _plain(message: str) -> str:

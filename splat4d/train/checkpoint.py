@@ -127,7 +127,7 @@ def load_checkpoint(run_dir: Path, method: str | None = None) -> dict:
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        refused = re.search(r"GLOBAL ([\w.]+)", str(e))  # weights_only refused to import this global
         if refused is None:
             raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__})") from None
         old = " (a checkpoint of an older splat4d, version 1: fit it again)" if refused[1].startswith("splat4d.") else ""
