@@ -385,3 +385,12 @@ def test_script_prints_one_line_and_exit_2(run, tmp_path):
         assert r.returncode == 2, r.stderr
         _error_line(r.stderr)
     assert not (tmp_path / "r").exists() and not (tmp_path / "code_ran").exists()
+
+
+def test_eval_of_run_with_bad_config_yaml_names_it(run, tmp_path, capsys):
+    bad = _tampered_run(run, tmp_path / "bad", lambda c: None)
+    cfg = yaml.safe_load((bad / "config.yaml").read_text())
+    cfg["method_config"]["sh_degree"] = "three"
+    (bad / "config.yaml").write_text(yaml.safe_dump(cfg))
+    line = _refused(capsys, ["eval", str(bad)])
+    assert str(bad / "config.yaml") in line and "method_config.sh_degree" in line and "'three'" in line

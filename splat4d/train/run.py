@@ -114,7 +114,7 @@ def load_run(run_dir: Path, device: str = "auto"):
     name = config["method"]
     cls = get_method(name)
     ckpt = load_checkpoint(run_dir, name)
-    cfg = from_plain(cls.Config, config.get("method_config", {}))
+    cfg = _from_run_config(run_dir, cls.Config, config, "method_config")
     try:
         method = cls.empty(cfg, ckpt["model"])
         method.load_state_dict(ckpt["model"])
@@ -125,5 +125,14 @@ def load_run(run_dir: Path, device: str = "auto"):
     return method.to(pick_device(device)), config, int(ckpt["step"])
 
 
-def run_data_config(config: dict) -> DataConfig:
-    return from_plain(DataConfig, config.get("data", {}))
+def run_data_config(config: dict, run_dir: Path | None = None) -> DataConfig:
+    return _from_run_config(run_dir, DataConfig, config, "data")
+
+
+def _from_run_config(run_dir: Path | None, cls, config: dict, key: str):
+    """config[key] as a validated `cls`; errors name the run's config.yaml."""
+    try:
+        return from_plain(cls, config.get(key, {}), key)
+    except ConfigError as e:
+        where = f"{Path(run_dir) / 'config.yaml'}: " if run_dir is not None else ""
+        raise ConfigError(f"{where}{e}") from None
