@@ -66,7 +66,8 @@ def from_plain(cls, data: dict, prefix: str | None = None):
 
 
 def _int_if_integral(value: Any) -> Any:
-    """1000.0 -> 1000 (YAML writes 1e3 as a float only with a dot: 1.0e3); anything else unchanged."""
+    """1000.0 -> 1000 where an int belongs; anything else unchanged (3.5 and YAML's string '1e3' - YAML 1.1
+    reads a float only with a dot, 1.0e3 - are left for validate() to refuse)."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         return int(value)
     return value

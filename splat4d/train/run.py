@@ -66,7 +66,8 @@ def validate_fit(method_cfg, data: DataConfig, train: TrainConfig, out: Path) ->
 def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out: Path, resume: bool = False,
         progress: bool = True) -> dict:
     """Train `method_name` on `data` into run folder `out`; writes config.yaml, checkpoint.pt,
-    metrics.json and eval/ PNGs. Returns the final metrics."""
+    metrics.json and eval/ PNGs. Returns the final metrics. Bad settings raise ConfigError before anything
+    is read or written (`validate_fit`)."""
     cls = get_method(method_name)
     if not isinstance(method_cfg, cls.Config):
         raise ConfigError(f"method {method_name!r} takes a {cls.Config.__name__}, got {type(method_cfg).__name__}")
