@@ -11,6 +11,8 @@ from typing import Literal, Optional
 
 import tyro
 
+from splat4d import config_checks as cc
+from splat4d.cli_parse import parse
 from splat4d.errors import Splat4DError
 
 Positional = tyro.conf.Positional
@@ -30,6 +32,13 @@ class Info:
     """Resolution scale applied to images and cameras."""
     background: str = "black"
     """Background colour: white, black or R,G,B."""
+
+    def validate(self) -> None:
+        cc.check_str("PATH", self.path)
+        cc.check_bool("--check", self.check)
+        cc.check_choice("--format", self.format, _formats(), optional=True)
+        cc.check_float("--scale", self.scale, 0, lo_open=True)
+        cc.check_background("--background", self.background)
 
     def run(self) -> int:
         from splat4d.data import check_scene, load_scene
@@ -63,6 +72,12 @@ class Synth:
     out: Path = Path("synthetic_scene")
     """Output folder."""
 
+    def validate(self) -> None:
+        from splat4d.data.synthetic import PRESETS
+
+        cc.check_choice("NAME", self.name, PRESETS)
+        cc.check_output_dir("--out", self.out)
+
     def run(self) -> int:
         from splat4d.data.easyvolcap import write_easyvolcap
         from splat4d.data.synthetic import load_synthetic
@@ -86,6 +101,14 @@ class Demo:
     method: str = "deformable"
     """Method to fit."""
 
+    def validate(self) -> None:
+        from splat4d.methods.base import available_methods
+
+        cc.check_output_dir("--out", self.out)
+        cc.check_str("--scene", self.scene)
+        cc.check_int("--iters", self.iters, 1)
+        cc.check_choice("--method", self.method, available_methods())
+
     def run(self) -> int:
         from splat4d.demo import run_demo
 
@@ -108,6 +131,16 @@ class Eval:
     """Split to evaluate (default: test, else val)."""
     lpips_weights: Optional[str] = None
     """LPIPS weights file (else $SPLAT4D_LPIPS_WEIGHTS; LPIPS is reported unavailable without one)."""
+
+    def validate(self) -> None:
+        cc.check_path("RUN_DIR", self.run_dir)
+        cc.check_str("--data", self.data, optional=True)
+        if self.scale is not None:
+            cc.check_float("--scale", self.scale, 0, lo_open=True)
+        if self.out is not None:
+            cc.check_output_dir("--out", self.out)
+        cc.check_choice("--split", self.split, ("train", "val", "test"), optional=True)
+        cc.check_str("--lpips-weights", self.lpips_weights, optional=True)
 
     def run(self) -> int:
         from splat4d.commands import eval_run
@@ -135,6 +168,16 @@ class Render:
     side_by_side: bool = False
     """With --path test: show the ground truth beside each render."""
 
+    def validate(self) -> None:
+        cc.check_path("RUN_DIR", self.run_dir)
+        cc.check_choice("--path", self.path, ("test", "orbit", "spiral"))
+        cc.check_output_file("--out", self.out)
+        if self.time is not None:
+            cc.check_float("--time", self.time, 0, 1)
+        cc.check_int("--frames", self.frames, 1)
+        cc.check_int("--fps", self.fps, 1, 1000)
+        cc.check_bool("--side-by-side", self.side_by_side)
+
     def run(self) -> int:
         from splat4d.commands import render_run
 
@@ -155,12 +198,29 @@ class Export:
     frames: int = 0
     """If > 0, export this many evenly spaced times instead of --times."""
 
+    def validate(self) -> None:
+        cc.check_path("RUN_DIR", self.run_dir)
+        cc.check_floats("--times", self.times, 0, 1)
+        cc.check_int("--frames", self.frames, 0)
+        if len(self.export_times()) == 1 and Path(self.out).suffix == ".ply":
+            cc.check_output_file("--out", self.out)
+        else:
+            cc.check_output_dir("--out", self.out)
+
+    def export_times(self) -> list[float]:
+        return [i / max(self.frames - 1, 1) for i in range(self.frames)] if self.frames > 0 else list(self.times)
+
     def run(self) -> int:
         from splat4d.commands import export_run
 
-        times = [i / max(self.frames - 1, 1) for i in range(self.frames)] if self.frames > 0 else list(self.times)
-        export_run(self.run_dir, self.out, times)
+        export_run(self.run_dir, self.out, self.export_times())
         return 0
+
+
+def _formats() -> tuple[str, ...]:
+    from splat4d.data import READERS
+
+    return (*READERS, "synthetic")
 
 
 COMMANDS: dict[str, type | str | None] = {
@@ -205,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return main_fit(rest)
         cls = _command_class(name)
-        cmd = tyro.cli(cls, args=rest, prog=f"splat4d {name}", description=cls.__doc__)
+        cmd = parse(cls, rest, prog=f"splat4d {name}", description=cls.__doc__)
         return int(cmd.run() or 0)
     except Splat4DError as e:
         print(f"splat4d: error: {e}", file=sys.stderr)

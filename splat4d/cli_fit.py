@@ -14,10 +14,12 @@ from typing import Optional
 
 import tyro
 
+from splat4d.cli_parse import parse
+from splat4d.config_checks import check_bool, check_path
 from splat4d.errors import ConfigError
 from splat4d.methods.base import available_methods, get_method
 from splat4d.train.checkpoint import from_plain, load_config
-from splat4d.train.run import DataConfig, fit
+from splat4d.train.run import DataConfig, fit, validate_fit
 from splat4d.train.trainer import TrainConfig
 
 USAGE = "usage: splat4d fit METHOD --data PATH [--iters N] --out RUN [--resume] [--config FILE] (methods: {})"
@@ -37,6 +39,11 @@ def _fit_class(method_cfg_cls):
         data_cfg: tyro.conf.OmitArgPrefixes[DataConfig] = dataclasses.field(default_factory=DataConfig)
         train: tyro.conf.OmitArgPrefixes[TrainConfig] = dataclasses.field(default_factory=TrainConfig)
         method: method_cfg_cls = dataclasses.field(default_factory=method_cfg_cls)
+
+        def validate(self) -> None:
+            check_bool("--resume", self.resume)
+            check_path("--config", self.config, optional=True)
+            validate_fit(self.method, self.data_cfg, self.train, self.out)
 
     return Fit
 
@@ -72,14 +79,16 @@ def main_fit(argv: list[str]) -> int:
     if saved:
         if saved["method"] != name:
             raise ConfigError(f"{config_path} is a config of method {saved['method']!r}, not {name!r}")
-        default = Fit(
-            config=config_path,
-            data_cfg=from_plain(DataConfig, saved.get("data", {})),
-            train=from_plain(TrainConfig, saved.get("train", {})),
-            method=from_plain(cls.Config, saved.get("method_config", {})),
-        )
-    args = tyro.cli(Fit, args=rest, default=default, prog=f"splat4d fit {name}",
-                    description=Fit.__doc__)
+        try:
+            default = Fit(
+                config=config_path,
+                data_cfg=from_plain(DataConfig, saved.get("data", {}), "data"),
+                train=from_plain(TrainConfig, saved.get("train", {}), "train"),
+                method=from_plain(cls.Config, saved.get("method_config", {}), "method_config"),
+            )
+        except ConfigError as e:
+            raise ConfigError(f"{config_path}: {e}") from None
+    args = parse(Fit, rest, prog=f"splat4d fit {name}", description=Fit.__doc__, default=default)
     result = fit(name, args.method, args.data_cfg, args.train, args.out, resume=args.resume)
     if "interrupted" in result:
         return 130 if result["interrupted"] == "SIGINT" else 143

@@ -31,7 +31,7 @@ def eval_run(run: Path, data: str | None, scale: float | None, out: Path | None,
     from splat4d.data import load_scene
 
     method, config, step = load_run(run)
-    d = run_data_config(config)
+    d = run_data_config(config, run)
     scene = load_scene(data or d.path, scale=scale or d.scale, background=d.background,
                        format=None if data else d.format)
     out = Path(out) if out else Path(run)
@@ -95,7 +95,7 @@ def render_run(run: Path, path: str, out: Path, time: float | None, frames: int,
     from splat4d.data import load_scene
 
     method, config, _ = load_run(run)
-    d = run_data_config(config)
+    d = run_data_config(config, run)
     scene = load_scene(d.path, scale=d.scale, background=d.background, format=d.format)
     written = render_video(method, scene, path, out, time, frames, fps, side_by_side)
     print(f"wrote {written}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from splat4d import config_checks as cc
 from splat4d.cameras import Cameras
 from splat4d.render import rasterize
 
@@ -36,6 +37,13 @@ class RasterBenchConfig:
     """Also time the dense torch reference where N x pixels <= 7e7."""
     out: Path = Path("benchmarks/results/raster.json")
     """JSON output path."""
+
+    def validate(self) -> None:
+        cc.check_ints("--gaussians", self.gaussians, 1)
+        cc.check_ints("--resolutions", self.resolutions, 1, 8192)
+        cc.check_int("--repeats", self.repeats, 1)
+        cc.check_bool("--dense", self.dense)
+        cc.check_output_file("--out", self.out)
 
     def run(self) -> int:
         return main(self)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from splat4d.cameras import Cameras
+from splat4d.config_checks import check_bool, check_float, check_int, check_ints, check_positive_lrs
 from splat4d.fields.hexplane import HexPlane
 from splat4d.fields.mlp import MLP
 from splat4d.gaussians import Gaussians
@@ -55,6 +56,22 @@ class DeformableConfig(GaussianConfig):
     """Weight of the time planes' second-difference smoothness."""
     time_l1_weight: float = 1e-4
     """Weight of the time planes' L1 distance to 1 (no motion)."""
+
+    def validate(self, prefix: str = "method") -> None:
+        """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
+        super().validate(prefix)
+        check_float(f"{prefix}.coarse_fraction", self.coarse_fraction, 0, 1, hi_open=True)
+        check_ints(f"{prefix}.grid_resolution", self.grid_resolution, 1, length=3)
+        check_int(f"{prefix}.time_resolution", self.time_resolution, 0)
+        check_int(f"{prefix}.grid_dim", self.grid_dim, 1)
+        check_ints(f"{prefix}.multires", self.multires, 1)
+        check_int(f"{prefix}.width", self.width, 1)
+        check_int(f"{prefix}.depth", self.depth, 1)
+        check_bool(f"{prefix}.deform_opacity", self.deform_opacity)
+        check_bool(f"{prefix}.deform_sh", self.deform_sh)
+        check_positive_lrs(self, prefix, ("lr_grid", "lr_deform"))
+        for name in ("plane_tv_weight", "time_smoothness_weight", "time_l1_weight"):
+            check_float(f"{prefix}.{name}", getattr(self, name), 0)
 
 
 class Deformation(nn.Module):

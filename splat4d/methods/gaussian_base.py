@@ -9,9 +9,11 @@ import torch
 from torch import Tensor
 
 from splat4d.cameras import Cameras
+from splat4d.config_checks import (check_bool, check_choice, check_float, check_int, check_positive_lrs,
+                                   validate_nested)
 from splat4d.gaussians import Gaussians
 from splat4d.methods.base import Batch, Method
-from splat4d.render import RenderOutput, rasterize
+from splat4d.render import BACKENDS, RenderOutput, rasterize
 from splat4d.train.densify import DensifyConfig, DensifyStrategy, auto_grad_threshold
 from splat4d.train.losses import photometric_loss
 from splat4d.train.optim import ParamGroup
@@ -51,6 +53,19 @@ class GaussianConfig:
     """Opacity compensation for the eps2d blur (gsplat's antialiased mode)."""
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     """Adaptive density control."""
+
+    def validate(self, prefix: str = "method") -> None:
+        """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
+        check_int(f"{prefix}.sh_degree", self.sh_degree, 0, 3)
+        check_int(f"{prefix}.max_init_points", self.max_init_points, 1)
+        check_int(f"{prefix}.random_init_points", self.random_init_points, 1)
+        check_float(f"{prefix}.init_opacity", self.init_opacity, 0, 1, lo_open=True, hi_open=True)
+        check_positive_lrs(self, prefix, ("lr_means", "lr_scales", "lr_quats", "lr_opacity", "lr_sh0", "lr_shN"))
+        check_int(f"{prefix}.sh_interval", self.sh_interval, 1)
+        check_float(f"{prefix}.lambda_ssim", self.lambda_ssim, 0, 1)
+        check_choice(f"{prefix}.backend", self.backend, BACKENDS)
+        check_bool(f"{prefix}.antialiased", self.antialiased)
+        validate_nested(self, "densify", DensifyConfig, prefix)
 
 
 class GaussianMethod(Method):

@@ -46,6 +46,24 @@ class DensifyConfig:
     max_gaussians: int = 300_000
     """Never grow beyond this many Gaussians."""
 
+    def validate(self, prefix: str = "method.densify") -> None:
+        """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
+        from splat4d.config_checks import check_float, check_int
+        from splat4d.errors import ConfigError
+
+        check_int(f"{prefix}.start", self.start, 0)
+        check_int(f"{prefix}.stop", self.stop, 0)
+        check_int(f"{prefix}.every", self.every, 1)
+        check_float(f"{prefix}.grad_threshold", self.grad_threshold, 0)
+        check_float(f"{prefix}.grow_scale3d", self.grow_scale3d, 0)
+        check_float(f"{prefix}.prune_opacity", self.prune_opacity, 0, 1, hi_open=True)
+        check_float(f"{prefix}.prune_scale3d", self.prune_scale3d, 0, lo_open=True)
+        check_int(f"{prefix}.reset_every", self.reset_every, 0)
+        check_int(f"{prefix}.max_gaussians", self.max_gaussians, 1)
+        if self.reset_every and self.prune_opacity >= 0.5:  # the reset sets opacities to 2 x prune_opacity
+            raise ConfigError(f"{prefix}.prune_opacity must be in [0, 0.5) when {prefix}.reset_every > 0 "
+                              f"(opacities are reset to twice it), got {self.prune_opacity}")
+
 
 MULTIVIEW_GRAD_THRESHOLD = 2e-4
 MONOCULAR_GRAD_THRESHOLD = 5e-5

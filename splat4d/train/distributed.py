@@ -27,6 +27,14 @@ def env_world_size() -> int:
         raise ConfigError(f"WORLD_SIZE must be an integer, got {os.environ['WORLD_SIZE']!r}") from None
 
 
+def env_rank() -> int:
+    """RANK set by torchrun (0 when not launched by it); readable before the process group exists."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        raise ConfigError(f"RANK must be an integer, got {os.environ['RANK']!r}") from None
+
+
 def init(device: torch.device) -> torch.device:
     """Join the process group torchrun describes (once) and return this rank's device: cuda:LOCAL_RANK
     for a CUDA run, else `device` unchanged. A single process returns `device` and starts nothing."""

@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 import torch
 import tyro
 
-from splat4d.data import load_scene
+from splat4d.config_checks import check_background, check_choice, check_device, check_float, check_output_dir, check_str
+from splat4d.data import READERS, load_scene
 from splat4d.errors import CheckpointError, ConfigError
 from splat4d.methods.base import get_method
 from splat4d.train.checkpoint import from_plain, load_checkpoint, load_config
@@ -33,24 +34,51 @@ class DataConfig:
     format: Optional[str] = None
     """Force a reader (dnerf, neu3d, hypernerf, easyvolcap) instead of detecting the format."""
 
+    def validate(self, prefix: str = "data") -> None:
+        """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
+        check_str(f"{prefix}.path", self.path)
+        check_float(f"{prefix}.scale", self.scale, 0, lo_open=True)
+        check_background(f"{prefix}.background", self.background)
+        check_choice(f"{prefix}.format", self.format, (*READERS, "synthetic"), optional=True)
+
 
 def pick_device(name: str) -> torch.device:
+    """auto, cpu, cuda or cuda:N -> a torch device; CUDA that is not there raises ConfigError."""
+    check_device("device", name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but no CUDA device is available")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but no CUDA device is available")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     return torch.device(name)
+
+
+def validate_fit(method_cfg, data: DataConfig, train: TrainConfig, out: Path) -> None:
+    """Everything `fit` is given, checked before anything is read or written (ConfigError otherwise)."""
+    data.validate("data")
+    train.validate("train")
+    method_cfg.validate("method")
+    if distributed.env_rank() == 0:  # only rank 0 writes; ranks probing one folder at once would race
+        check_output_dir("--out", out)
 
 
 def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out: Path, resume: bool = False,
         progress: bool = True) -> dict:
     """Train `method_name` on `data` into run folder `out`; writes config.yaml, checkpoint.pt,
-    metrics.json and eval/ PNGs. Returns the final metrics.
+    metrics.json and eval/ PNGs. Returns the final metrics. Bad settings raise ConfigError before anything
+    is read or written (`validate_fit`).
 
     Launched by torchrun with several ranks, it trains data-parallel (see `splat4d.train.distributed`);
     rank 0 writes every file and evaluates, the others return {"iterations": N, "rank": r}."""
     cls = get_method(method_name)
+    if not isinstance(method_cfg, cls.Config):
+        raise ConfigError(f"method {method_name!r} takes a {cls.Config.__name__}, got {type(method_cfg).__name__}")
+    validate_fit(method_cfg, data, train, out)
     out = Path(out)
+    pick_device(train.device)
     if resume:
         saved = load_config(out)
         if saved["method"] != method_name:
@@ -94,16 +122,25 @@ def load_run(run_dir: Path, device: str = "auto"):
     name = config["method"]
     cls = get_method(name)
     ckpt = load_checkpoint(run_dir, name)
-    cfg = from_plain(cls.Config, config.get("method_config", {}))
+    cfg = _from_run_config(run_dir, cls.Config, config, "method_config")
     try:
         method = cls.empty(cfg, ckpt["model"])
         method.load_state_dict(ckpt["model"])
         method.load_extra_state(ckpt.get("extra", {}))
-    except (KeyError, RuntimeError, ValueError) as e:
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as e:
         raise CheckpointError(f"checkpoint in {run_dir} does not fit method {name!r}: {str(e).splitlines()[0]}") from None
     method.eval()
     return method.to(pick_device(device)), config, int(ckpt["step"])
 
 
-def run_data_config(config: dict) -> DataConfig:
-    return from_plain(DataConfig, config.get("data", {}))
+def run_data_config(config: dict, run_dir: Path | None = None) -> DataConfig:
+    return _from_run_config(run_dir, DataConfig, config, "data")
+
+
+def _from_run_config(run_dir: Path | None, cls, config: dict, key: str):
+    """config[key] as a validated `cls`; errors name the run's config.yaml."""
+    try:
+        return from_plain(cls, config.get(key, {}), key)
+    except ConfigError as e:
+        where = f"{Path(run_dir) / 'config.yaml'}: " if run_dir is not None else ""
+        raise ConfigError(f"{where}{e}") from None

@@ -19,7 +19,7 @@ from splat4d.errors import CheckpointError, Splat4DError
 from splat4d.methods.base import Batch, Method
 from splat4d.render.cpu_kernels import start_threads
 from splat4d.train import distributed
-from splat4d.train.checkpoint import load_checkpoint, save_checkpoint, save_config
+from splat4d.train.checkpoint import load_checkpoint, save_checkpoint, save_config, to_plain
 from splat4d.train.optim import make_adam, set_learning_rates
 
 
@@ -42,10 +42,22 @@ class TrainConfig:
     seed: int = 0
     """Seed of initialisation, view sampling and densification."""
     device: str = "auto"
-    """Device: auto (cuda when available), cpu or cuda."""
+    """Device: auto (cuda when available), cpu, cuda or cuda:N."""
     torch_threads: int = 1
     """Torch intra-op threads while training on the CPU (0: torch's default). The CPU rasterizer runs on
     numba's own threads; one torch thread keeps the two pools from fighting over the cores."""
+
+    def validate(self, prefix: str = "train") -> None:
+        """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
+        from splat4d.config_checks import check_device, check_int
+
+        check_int(f"{prefix}.iters", self.iters, 1)
+        check_int(f"{prefix}.batch_size", self.batch_size, 1)
+        check_int(f"{prefix}.eval_every", self.eval_every, 0)
+        check_int(f"{prefix}.save_every", self.save_every, 0)
+        check_int(f"{prefix}.seed", self.seed, 0, 2**32 - 1)
+        check_device(f"{prefix}.device", self.device)
+        check_int(f"{prefix}.torch_threads", self.torch_threads, 0, 1024)
 
 
 class Trainer:
@@ -97,7 +109,7 @@ class Trainer:
     # -------------------------------------------------------------- state
     def state(self) -> dict:
         return {
-            "method": self.method.name, "config": self.config, "step": self.step,
+            "method": self.method.name, "config": to_plain(self.config), "step": self.step,
             "model": self.method.state_dict(), "extra": self.method.extra_state(),
             "optimizer": self.opt.state_dict(), "sampler": self.gen.get_state(), "order": list(self.order),
         }
