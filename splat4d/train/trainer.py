@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from splat4d.errors import CheckpointError, Splat4DError
+from splat4d.data.image_cache import ViewLoader, cache_budget
+from splat4d.errors import CheckpointError, ConfigError, Splat4DError
 from splat4d.methods.base import Batch, Method
 from splat4d.render.cpu_kernels import start_threads
 from splat4d.train.checkpoint import load_checkpoint, save_checkpoint, save_config
@@ -45,6 +46,9 @@ class TrainConfig:
     torch_threads: int = 1
     """Torch intra-op threads while training on the CPU (0: torch's default). The CPU rasterizer runs on
     numba's own threads; one torch thread keeps the two pools from fighting over the cores."""
+    image_cache_gb: float = 0.0
+    """Memory for decoded training images (uint8) in GiB; views beyond it are decoded again when sampled,
+    while a background thread decodes the next ones (0: a quarter of the available memory, at most 8)."""
 
 
 class Trainer:
@@ -73,7 +77,12 @@ class Trainer:
         self.views = views
         self.cams = self.scene.cameras("train").to(self.device)
         self.times = self.scene.times("train").to(self.device)
-        self.images = torch.stack([self.scene.image(v) for v in views]).to(self.device)  # [V, H, W, 3]
+        alphas = self.method.wants_alphas
+        if alphas and not self.scene.has_masks("train"):
+            raise ConfigError(f"method {self.method.name!r} is set to use foreground masks (e.g. lambda_mask > 0) "
+                              f"but the training views of scene {self.scene.name!r} have none")
+        self.image_loader = ViewLoader.for_scene(self.scene, views, cache_budget(self.cfg.image_cache_gb), alphas,
+                                                 lookahead=max(8, 2 * self.cfg.batch_size))
 
     def _next_batch(self) -> Batch:
         idx = []
@@ -82,8 +91,21 @@ class Trainer:
                 self.order = torch.randperm(len(self.views), generator=self.gen).tolist()
             idx.append(self.order.pop())
         index = torch.tensor(idx)
+        images, alphas = self.image_loader.batch(idx, self.device)  # [C, H, W, 3], [C, H, W] | None
+        self.image_loader.prefetch(self._upcoming_views(self.image_loader.lookahead))
         return Batch(self.cams[idx[0]] if len(idx) == 1 else _cams_at(self.cams, idx), self.times[index],
-                     self.images[index], None, self.background, index)
+                     images, alphas, self.background, index)
+
+    def _upcoming_views(self, n: int) -> list[int]:
+        """The next n view indices `_next_batch` will take, read from a copy of the sampler's generator
+        (so looking ahead never changes what is sampled)."""
+        out = self.order[-1 : -n - 1 : -1]
+        if len(out) < n:
+            gen = torch.Generator()
+            gen.set_state(self.gen.get_state())
+            while len(out) < n:
+                out += torch.randperm(len(self.views), generator=gen).tolist()[::-1][: n - len(out)]
+        return out
 
     # -------------------------------------------------------------- state
     def state(self) -> dict:
@@ -143,6 +165,7 @@ class Trainer:
                     self._log(log_path, {"step": self.step, **evaluate(self.method)})
             self.save()
         finally:
+            self.image_loader.close()
             bar.close()
             torch.set_num_threads(threads)
             for s, h in old.items():
