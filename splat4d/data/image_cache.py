@@ -221,7 +221,8 @@ class ViewLoader:
         if self.lookahead <= 0:
             return
         with self._cond:
-            room = self.cache.budget // self._entry_bytes - self._last_batch if self._entry_bytes else 1
+            size = self._entry_bytes  # unknown (0) until a view is decoded: assume they all fit
+            room = self.cache.budget // size - self._last_batch if size else self.lookahead
             todo = []
             for i in list(indices)[: max(min(self.lookahead, room), 0)]:
                 i = int(i)
