@@ -218,3 +218,15 @@ def test_masks_asked_for_on_a_scene_without_them(tmp_path):
     with pytest.raises(ConfigError, match="use foreground masks .* have none"):
         _trainer(scene, tmp_path / "r", 1.0, lambda_mask=0.1)
     _trainer(scene, tmp_path / "s", 1.0)  # without the mask loss the scene is fine
+
+
+def test_lookahead_is_what_the_sampler_takes_and_leaves_it_unchanged(tiny, tmp_path):
+    tr = _trainer(tiny, tmp_path / "o", 1.0)
+    V = len(tr.views)
+    ahead = tr._upcoming_views(V + 5)  # crosses into the next (not yet drawn) permutation
+    taken = [int(tr._next_batch().index[0]) for _ in range(V + 5)]
+    gen, expect = torch.Generator().manual_seed(3 + 1), []  # the sampler as it always was: pop from a randperm
+    for _ in range(2):
+        expect += torch.randperm(V, generator=gen).tolist()[::-1]
+    assert ahead == taken == expect[: V + 5]
+    tr.image_loader.close()
