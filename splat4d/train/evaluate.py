@@ -24,9 +24,10 @@ def evaluate(method, scene, split: str | None = None, out_dir: Path | None = Non
              max_images: int | None = None, chunk: int = 8) -> dict:
     """Render every view of `split` at its time and compare with the ground truth.
 
-    Views are handled `chunk` at a time (renders and ground truths of one chunk in memory), summing
-    per-image PSNR, SSIM and LPIPS; for images of one size the results equal the metrics of the whole
-    split at once (PSNR and LPIPS are means over images, SSIM a mean over pixels, channels and images).
+    Views are rendered `chunk` at a time (renders and ground truths of one chunk in memory) and scored
+    one image at a time, summing per-image PSNR, SSIM and LPIPS; for images of one size the results
+    equal the metrics of the whole split at once (PSNR and LPIPS are means over images, SSIM a mean
+    over pixels, channels and images).
     Writes `out_dir/NNNN.png` (render | ground truth) when `out_dir` is given. FPS counts only the
     method's render calls (after one warm-up render), not image loading or metrics.
     """
@@ -55,14 +56,13 @@ def evaluate(method, scene, split: str | None = None, out_dir: Path | None = Non
             render_s += time.perf_counter() - t0
             preds.append(out.rgb[0].clamp(0, 1).cpu())
             gts.append(scene.image(views[i]))
-        pred, gt = torch.stack(preds), torch.stack(gts)  # [n, H, W, 3]
-        psnr_sum += sum(float(metrics.psnr(p, g)) for p, g in zip(pred, gt))
-        ssim_sum += float(metrics.ssim_map(pred, gt).mean(dim=(1, 2, 3)).double().sum())
-        if ok:
-            lpips_sum += metrics.lpips(pred, gt, weights=lpips_weights) * len(pred)
-        if out_dir is not None:
-            for k in range(len(pred)):
-                save_image(out_dir / f"{first + k:04d}.png", side_by_side(pred[k], gt[k]))
+        for k, (p, g) in enumerate(zip(preds, gts)):  # one image at a time: SSIM and LPIPS hold many
+            psnr_sum += float(metrics.psnr(p, g))      # full-size intermediates per image
+            ssim_sum += float(metrics.ssim(p, g))
+            if ok:
+                lpips_sum += metrics.lpips(p, g, weights=lpips_weights)
+            if out_dir is not None:
+                save_image(out_dir / f"{first + k:04d}.png", side_by_side(p, g))
     n = len(views)
     result = {
         "split": split,
