@@ -9,7 +9,7 @@
     process, alternating blocks of iterations so that both see the same machine load; both train the
     same model, so the check that their parameters end equal is part of the run.
 
-Usage: python benchmarks/memory.py [--iters 120] [--cache-gb 0.1 0] [--speed-iters 100 --speed-rounds 3]
+Usage: python benchmarks/memory.py [--iters 120] [--cache-gb 0.1 0] [--speed-iters 50 --speed-rounds 8]
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ class MemoryBench:
     """Scene of the speed comparison."""
     speed_method: str = "static"
     """Method of the speed comparison."""
-    speed_iters: int = 100
+    speed_iters: int = 50
     """Iterations per timed block."""
-    speed_rounds: int = 3
-    """Timed blocks per path (alternating old, new)."""
+    speed_rounds: int = 8
+    """Timed blocks per path (old, new, new, old, ...)."""
     out: Path = Path("benchmarks/results/memory.json")
     """JSON output."""
     skip_capture: bool = False
@@ -187,22 +187,32 @@ def compare_speed(cfg: MemoryBench) -> dict:
         for _ in range(5):  # warm-up: kernels compiled, first views decoded
             tr._train_step()
     seconds = {"old": [], "new": []}
-    for _ in range(cfg.speed_rounds):
-        for path, tr in trainers.items():
+    for r in range(cfg.speed_rounds):
+        for path in ("old", "new") if r % 2 == 0 else ("new", "old"):  # ABBA: cancels load drifting over time
+            tr = trainers[path]
             t0 = time.perf_counter()
             for _ in range(cfg.speed_iters):
                 tr._train_step()
             seconds[path].append(time.perf_counter() - t0)
-    stats = trainers["new"].image_loader.stats()
-    trainers["new"].image_loader.close()
     a, b = trainers["old"].method.state_dict(), trainers["new"].method.state_dict()
     same = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    fetch_us = {}  # the loader alone, without the (noisier) render: median time of one _next_batch
+    for path, tr in trainers.items():
+        times = []
+        for _ in range(2000):
+            t0 = time.perf_counter()
+            tr._next_batch()
+            times.append(time.perf_counter() - t0)
+        fetch_us[path] = float(np.median(times) * 1e6)
+    stats = trainers["new"].image_loader.stats()
+    trainers["new"].image_loader.close()
     its = {p: cfg.speed_iters * len(s) / sum(s) for p, s in seconds.items()}
     return {
         "scene": cfg.speed_data, "method": cfg.speed_method, "resolution": list(scene.resolution),
         "train_views": len(trainers["new"].views), "iters_per_block": cfg.speed_iters, "rounds": cfg.speed_rounds,
         "it_s_old": its["old"], "it_s_new": its["new"], "ratio_new_old": its["new"] / its["old"],
         "block_it_s": {p: [cfg.speed_iters / x for x in s] for p, s in seconds.items()},
+        "next_batch_us_old": fetch_us["old"], "next_batch_us_new": fetch_us["new"],
         "same_parameters": same, "loader": stats,
     }
 
@@ -233,9 +243,9 @@ def main(cfg: MemoryBench) -> int:
     s = speed
     print(f"\n{s['method']} on {s['scene']} ({s['resolution'][0]}x{s['resolution'][1]}, {s['train_views']} views), "
           f"{s['rounds']} alternating blocks of {s['iters_per_block']} iterations per path")
-    print(f"{'path':<34} {'it/s':>6}")
-    print(f"{'float32 stacked up front (before)':<34} {s['it_s_old']:>6.2f}")
-    print(f"{'ViewLoader, cache holds all (now)':<34} {s['it_s_new']:>6.2f}")
+    print(f"{'path':<34} {'it/s':>6} {'_next_batch us':>15}")
+    print(f"{'float32 stacked up front (before)':<34} {s['it_s_old']:>6.2f} {s['next_batch_us_old']:>15.0f}")
+    print(f"{'ViewLoader, cache holds all (now)':<34} {s['it_s_new']:>6.2f} {s['next_batch_us_new']:>15.0f}")
     print(f"new / old: {s['ratio_new_old']:.3f}; same parameters after training: {s['same_parameters']}")
     print(f"load average before / after: {load0[0]:.2f} / {load1[0]:.2f}")
     meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
