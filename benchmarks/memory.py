@@ -64,6 +64,10 @@ class MemoryBench:
     """JSON output."""
     skip_capture: bool = False
     """Only run the speed comparison."""
+    skip_speed: bool = False
+    """Only run the capture."""
+    child_env: tuple[str, ...] = ()
+    """KEY=VALUE pairs added to the training child's environment (e.g. MALLOC_MMAP_THRESHOLD_=131072)."""
 
 
 # ----------------------------------------------------------------------------- (a) the capture
@@ -131,14 +135,15 @@ def train_capture(cfg: MemoryBench, data: Path, cache_gb: float) -> dict:
     run.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open(run.parent / f"{run.name}.log", "w") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        env = {**os.environ, **dict(kv.split("=", 1) for kv in cfg.child_env)}
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"training failed (exit {status}); see {run.parent / f'{run.name}.log'}")
     metrics = json.loads((run / "metrics.json").read_text())["test"]
     return {
-        "cache_gb": cache_gb, "cache_budget_gib": cache_budget(cache_gb) / GIB,
+        "cache_gb": cache_gb, "cache_budget_gib": cache_budget(cache_gb) / GIB, "child_env": list(cfg.child_env),
         "peak_rss_gib": usage.ru_maxrss * 1024 / GIB, "wall_s": wall, "train_s": metrics["train_seconds"],
         "it_s": cfg.iters / metrics["train_seconds"], "psnr": metrics["psnr"], "gaussians": metrics["num_gaussians"],
     }
@@ -228,7 +233,7 @@ def main(cfg: MemoryBench) -> int:
         for gb in cfg.cache_gb:
             rows.append(train_capture(cfg, data, gb))
             print(f"  cache {gb:g} GiB: peak RSS {rows[-1]['peak_rss_gib']:.2f} GiB", flush=True)
-    speed = compare_speed(cfg)
+    speed = None if cfg.skip_speed else compare_speed(cfg)
     load1 = os.getloadavg()
 
     views = (cfg.cameras - 1) * cfg.frames
@@ -240,13 +245,8 @@ def main(cfg: MemoryBench) -> int:
         for r in rows:
             print(f"{r['cache_gb']:>16g} {r['cache_budget_gib']:>10.2f} {r['peak_rss_gib']:>12.2f} {r['it_s']:>6.2f} "
                   f"{r['train_s']:>8.0f} {r['psnr']:>6.2f}")
-    s = speed
-    print(f"\n{s['method']} on {s['scene']} ({s['resolution'][0]}x{s['resolution'][1]}, {s['train_views']} views), "
-          f"{s['rounds']} alternating blocks of {s['iters_per_block']} iterations per path")
-    print(f"{'path':<34} {'it/s':>6} {'_next_batch us':>15}")
-    print(f"{'float32 stacked up front (before)':<34} {s['it_s_old']:>6.2f} {s['next_batch_us_old']:>15.0f}")
-    print(f"{'ViewLoader, cache holds all (now)':<34} {s['it_s_new']:>6.2f} {s['next_batch_us_new']:>15.0f}")
-    print(f"new / old: {s['ratio_new_old']:.3f}; same parameters after training: {s['same_parameters']}")
+    if speed:
+        _print_speed(speed)
     print(f"load average before / after: {load0[0]:.2f} / {load1[0]:.2f}")
     meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
             "numpy": np.__version__, "date": time.strftime("%Y-%m-%d"), "loadavg_before": load0, "loadavg_after": load1}
@@ -257,6 +257,15 @@ def main(cfg: MemoryBench) -> int:
     cfg.out.write_text(json.dumps({"meta": meta, "capture": capture, "speed": speed}, indent=2))
     print(f"wrote {cfg.out}")
     return 0
+
+
+def _print_speed(s: dict) -> None:
+    print(f"\n{s['method']} on {s['scene']} ({s['resolution'][0]}x{s['resolution'][1]}, {s['train_views']} views), "
+          f"{s['rounds']} alternating blocks of {s['iters_per_block']} iterations per path")
+    print(f"{'path':<34} {'it/s':>6} {'_next_batch us':>15}")
+    print(f"{'float32 stacked up front (before)':<34} {s['it_s_old']:>6.2f} {s['next_batch_us_old']:>15.0f}")
+    print(f"{'ViewLoader, cache holds all (now)':<34} {s['it_s_new']:>6.2f} {s['next_batch_us_new']:>15.0f}")
+    print(f"new / old: {s['ratio_new_old']:.3f}; same parameters after training: {s['same_parameters']}")
 
 
 if __name__ == "__main__":
