@@ -149,24 +149,61 @@ class DynamicScene:
 
     def image(self, view: View) -> Tensor:
         """RGB float32 [H, W, 3] in [0, 1] at the scene's scale, alpha composited on the background."""
-        arr = self._read_resized(view.image, view)
-        img = torch.from_numpy(arr.astype(np.float32) / 255.0)
-        if img.shape[-1] == 1:
-            img = img.expand(-1, -1, 3)
-        if img.shape[-1] == 4:
-            a = img[..., 3:]
-            img = img[..., :3] * a + torch.tensor(self.background) * (1 - a)
-        return img.contiguous()
+        rgb = self._composite(self._read_resized(view.image, view))
+        if rgb.dtype == np.uint8:
+            rgb = rgb.astype(np.float32) / 255.0
+        return torch.from_numpy(np.ascontiguousarray(rgb))
+
+    def image_uint8(self, view: View) -> np.ndarray:
+        """RGB uint8 [H, W, 3] at the scene's scale: `image(view)` rounded to the nearest of 0..255.
+        Images without alpha are returned as decoded (so `image == image_uint8 / 255` exactly); RGBA
+        images are composited in float32 as `image` does and rounded, within 0.5/255 of `image`."""
+        rgb = self._composite(self._read_resized(view.image, view))
+        return rgb if rgb.dtype == np.uint8 else _round_uint8(rgb)
 
     def alpha(self, view: View) -> Tensor | None:
         """Foreground mask float32 [H, W] in [0, 1]: the mask image, else the image's alpha, else None."""
+        m = self.alpha_uint8(view)
+        return None if m is None else torch.from_numpy(m.astype(np.float32) / 255.0)
+
+    def alpha_uint8(self, view: View) -> np.ndarray | None:
+        """Foreground mask uint8 [H, W]: the mask image, else the image's alpha, else None."""
         if view.mask is not None:
-            m = self._read_resized(view.mask, view)
-            return torch.from_numpy(m[..., 0].astype(np.float32) / 255.0)
+            return np.ascontiguousarray(self._read_resized(view.mask, view)[..., 0])
+        return self._image_alpha(self._read_resized(view.image, view))
+
+    def view_uint8(self, view: View, alpha: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """(`image_uint8(view)`, `alpha_uint8(view)` when `alpha` else None), decoding the image once."""
         arr = self._read_resized(view.image, view)
-        if arr.shape[-1] == 4:
-            return torch.from_numpy(arr[..., 3].astype(np.float32) / 255.0)
-        return None
+        rgb = self._composite(arr)
+        rgb = rgb if rgb.dtype == np.uint8 else _round_uint8(rgb)
+        if not alpha:
+            return rgb, None
+        return rgb, self.alpha_uint8(view) if view.mask is not None else self._image_alpha(arr)
+
+    def has_masks(self, split: str = "train") -> bool:
+        """Whether every view of `split` has a foreground mask: a mask file, or else an RGBA image (the
+        first such view's image is decoded to find out)."""
+        views = self.split(split)
+        if all(v.mask is not None for v in views):
+            return bool(views)
+        first = next(v for v in views if v.mask is None)
+        return self._read_resized(first.image, first).shape[-1] == 4
+
+    def _composite(self, arr: np.ndarray) -> np.ndarray:
+        """[H, W, 1|3|4] uint8 -> RGB [H, W, 3]: uint8 when there is no alpha, else float32 in [0, 1]
+        composited on the background (the one place both `image` and `image_uint8` get RGB from)."""
+        if arr.shape[-1] == 1:
+            return np.repeat(arr, 3, axis=-1)
+        if arr.shape[-1] == 3:
+            return arr
+        img = arr.astype(np.float32) / np.float32(255.0)
+        a = img[..., 3:]
+        return img[..., :3] * a + np.asarray(self.background, dtype=np.float32) * (np.float32(1.0) - a)
+
+    @staticmethod
+    def _image_alpha(arr: np.ndarray) -> np.ndarray | None:
+        return np.ascontiguousarray(arr[..., 3]) if arr.shape[-1] == 4 else None
 
     def _read_resized(self, ref: ImageRef, view: View) -> np.ndarray:
         arr = ref.read()
@@ -196,6 +233,11 @@ class DynamicScene:
             "points": 0 if self.points is None else int(self.points.shape[0]),
             "background": list(self.background),
         }
+
+
+def _round_uint8(img: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> uint8, rounding half up (as `splat4d.io.images.to_uint8`)."""
+    return (np.clip(img, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
 
 
 def _resize(arr: np.ndarray, w: int, h: int) -> np.ndarray:

@@ -30,7 +30,7 @@ class Batch:
     cameras: Cameras
     times: Tensor  # [C]
     images: Tensor  # [C, H, W, 3]
-    alphas: Tensor | None  # [C, H, W] foreground masks when the scene has them
+    alphas: Tensor | None  # [C, H, W] float foreground masks in [0, 1] when the method `wants_alphas`, else None
     background: Tensor  # [3]
     index: Tensor  # [C] view indices in the split
 
@@ -88,6 +88,12 @@ class Method(nn.Module):
     @property
     def num_primitives(self) -> int:
         return 0
+
+    @property
+    def wants_alphas(self) -> bool:
+        """Whether `loss` needs the scene's foreground masks in `Batch.alphas`. The Trainer then loads
+        them (and refuses a scene without masks); otherwise `Batch.alphas` is None."""
+        return False
 
 
 def register(cls: type[Method]) -> type[Method]:

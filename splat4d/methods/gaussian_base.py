@@ -11,6 +11,7 @@ from torch import Tensor
 from splat4d.cameras import Cameras
 from splat4d.config_checks import (check_bool, check_choice, check_float, check_int, check_positive_lrs,
                                    validate_nested)
+from splat4d.errors import ConfigError
 from splat4d.gaussians import Gaussians
 from splat4d.methods.base import Batch, Method
 from splat4d.render import BACKENDS, RenderOutput, rasterize
@@ -47,6 +48,8 @@ class GaussianConfig:
     """Raise the active SH degree by one every this many iterations (3DGS's schedule)."""
     lambda_ssim: float = 0.2
     """Weight of D-SSIM in the photometric loss (1 - lambda) L1 + lambda (1 - SSIM)."""
+    lambda_mask: float = 0.0
+    """Weight of an L1 loss between the rendered alpha and the scene's foreground mask (0: off; needs masks)."""
     backend: str = "auto"
     """Rasterizer backend: auto, cpu, torch or cuda."""
     antialiased: bool = False
@@ -63,6 +66,7 @@ class GaussianConfig:
         check_positive_lrs(self, prefix, ("lr_means", "lr_scales", "lr_quats", "lr_opacity", "lr_sh0", "lr_shN"))
         check_int(f"{prefix}.sh_interval", self.sh_interval, 1)
         check_float(f"{prefix}.lambda_ssim", self.lambda_ssim, 0, 1)
+        check_float(f"{prefix}.lambda_mask", self.lambda_mask, 0)
         check_choice(f"{prefix}.backend", self.backend, BACKENDS)
         check_bool(f"{prefix}.antialiased", self.antialiased)
         validate_nested(self, "densify", DensifyConfig, prefix)
@@ -114,9 +118,23 @@ class GaussianMethod(Method):
     def param_groups(self, total_steps: int) -> list[ParamGroup]:
         return self.gaussian_param_groups(total_steps)
 
+    @property
+    def wants_alphas(self) -> bool:
+        return self.cfg.lambda_mask > 0
+
     def photometric(self, batch: Batch, outs: list[RenderOutput]) -> tuple[Tensor, dict]:
+        """(1 - lambda_ssim) L1 + lambda_ssim (1 - SSIM), plus lambda_mask times the L1 distance of the
+        rendered alpha to `batch.alphas` when lambda_mask > 0."""
         pred = torch.cat([o.rgb for o in outs])
-        return photometric_loss(pred, batch.images, self.cfg.lambda_ssim)
+        loss, logs = photometric_loss(pred, batch.images, self.cfg.lambda_ssim)
+        if self.cfg.lambda_mask > 0:
+            if batch.alphas is None:
+                raise ConfigError("lambda_mask > 0 needs foreground masks in the batch (Batch.alphas is None)")
+            alpha = torch.cat([o.alpha for o in outs])[..., 0]  # [C, H, W]
+            mask_l1 = (alpha - batch.alphas).abs().mean()
+            loss = loss + self.cfg.lambda_mask * mask_l1
+            logs["mask_l1"] = float(mask_l1.detach())
+        return loss, logs
 
     def loss(self, batch: Batch, outs: list[RenderOutput], step: int) -> tuple[Tensor, dict]:
         return self.photometric(batch, outs)

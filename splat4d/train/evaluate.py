@@ -21,9 +21,13 @@ def eval_split(scene) -> str:
 
 @torch.no_grad()
 def evaluate(method, scene, split: str | None = None, out_dir: Path | None = None, lpips_weights=None,
-             max_images: int | None = None) -> dict:
+             max_images: int | None = None, chunk: int = 8) -> dict:
     """Render every view of `split` at its time and compare with the ground truth.
 
+    Views are rendered `chunk` at a time (renders and ground truths of one chunk in memory) and scored
+    one image at a time, summing per-image PSNR, SSIM and LPIPS; for images of one size the results
+    equal the metrics of the whole split at once (PSNR and LPIPS are means over images, SSIM a mean
+    over pixels, channels and images).
     Writes `out_dir/NNNN.png` (render | ground truth) when `out_dir` is given. FPS counts only the
     method's render calls (after one warm-up render), not image loading or metrics.
     """
@@ -34,34 +38,40 @@ def evaluate(method, scene, split: str | None = None, out_dir: Path | None = Non
     device = next(method.parameters()).device
     bg = torch.tensor(scene.background, dtype=torch.float32, device=device)
     cams = scene.cameras(split).to(device)
-    preds, gts = [], []
-    method.render(cams[0], float(views[0].time), bg)  # warm-up (JIT, caches)
-    render_s = 0.0
-    for i, v in enumerate(views):
-        t0 = time.perf_counter()
-        out = method.render(cams[i], float(v.time), bg)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        render_s += time.perf_counter() - t0
-        preds.append(out.rgb[0].clamp(0, 1).cpu())
-        gts.append(scene.image(v))
-    pred, gt = torch.stack(preds), torch.stack(gts)
+    ok, reason = metrics.lpips_status(weights=lpips_weights)
     if out_dir is not None:
         from splat4d.io.images import save_image, side_by_side
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        for i in range(len(views)):
-            save_image(out_dir / f"{i:04d}.png", side_by_side(pred[i], gt[i]))
-    ok, reason = metrics.lpips_status(weights=lpips_weights)
+    method.render(cams[0], float(views[0].time), bg)  # warm-up (JIT, caches)
+    render_s, psnr_sum, ssim_sum, lpips_sum = 0.0, 0.0, 0.0, 0.0
+    for first in range(0, len(views), max(int(chunk), 1)):
+        preds, gts = [], []
+        for i in range(first, min(first + max(int(chunk), 1), len(views))):
+            t0 = time.perf_counter()
+            out = method.render(cams[i], float(views[i].time), bg)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            render_s += time.perf_counter() - t0
+            preds.append(out.rgb[0].clamp(0, 1).cpu())
+            gts.append(scene.image(views[i]))
+        for k, (p, g) in enumerate(zip(preds, gts)):  # one image at a time: SSIM and LPIPS hold many
+            psnr_sum += float(metrics.psnr(p, g))      # full-size intermediates per image
+            ssim_sum += float(metrics.ssim(p, g))
+            if ok:
+                lpips_sum += metrics.lpips(p, g, weights=lpips_weights)
+            if out_dir is not None:
+                save_image(out_dir / f"{first + k:04d}.png", side_by_side(p, g))
+    n = len(views)
     result = {
         "split": split,
-        "views": len(views),
-        "psnr": float(metrics.psnr(pred, gt)),
-        "ssim": float(metrics.ssim(pred, gt)),
-        "dssim": float(metrics.dssim(pred, gt)),
-        "lpips": metrics.lpips(pred, gt, weights=lpips_weights) if ok else None,
-        "fps": len(views) / render_s if render_s > 0 else None,
+        "views": n,
+        "psnr": psnr_sum / n,
+        "ssim": ssim_sum / n,
+        "dssim": (1.0 - ssim_sum / n) / 2.0,
+        "lpips": lpips_sum / n if ok else None,
+        "fps": n / render_s if render_s > 0 else None,
         "size_mb": state_size_mb(method.state_dict()),
         "num_gaussians": method.num_primitives,
     }

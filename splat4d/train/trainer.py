@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from splat4d.errors import CheckpointError, Splat4DError
+from splat4d.data.image_cache import ViewLoader, cache_budget
+from splat4d.errors import CheckpointError, ConfigError, Splat4DError
 from splat4d.methods.base import Batch, Method
 from splat4d.render.cpu_kernels import start_threads
 from splat4d.train import distributed
@@ -46,10 +47,13 @@ class TrainConfig:
     torch_threads: int = 1
     """Torch intra-op threads while training on the CPU (0: torch's default). The CPU rasterizer runs on
     numba's own threads; one torch thread keeps the two pools from fighting over the cores."""
+    image_cache_gb: float = 0.0
+    """Memory for decoded training images (uint8) in GiB; views beyond it are decoded again when sampled,
+    while a background thread decodes the next ones (0: a quarter of the available memory, at most 8)."""
 
     def validate(self, prefix: str = "train") -> None:
         """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
-        from splat4d.config_checks import check_device, check_int
+        from splat4d.config_checks import check_device, check_float, check_int
 
         check_int(f"{prefix}.iters", self.iters, 1)
         check_int(f"{prefix}.batch_size", self.batch_size, 1)
@@ -58,6 +62,7 @@ class TrainConfig:
         check_int(f"{prefix}.seed", self.seed, 0, 2**32 - 1)
         check_device(f"{prefix}.device", self.device)
         check_int(f"{prefix}.torch_threads", self.torch_threads, 0, 1024)
+        check_float(f"{prefix}.image_cache_gb", self.image_cache_gb, 0)
 
 
 class Trainer:
@@ -86,7 +91,12 @@ class Trainer:
         self.views = views
         self.cams = self.scene.cameras("train").to(self.device)
         self.times = self.scene.times("train").to(self.device)
-        self.images = torch.stack([self.scene.image(v) for v in views]).to(self.device)  # [V, H, W, 3]
+        alphas = self.method.wants_alphas
+        if alphas and not self.scene.has_masks("train"):
+            raise ConfigError(f"method {self.method.name!r} is set to use foreground masks (e.g. lambda_mask > 0) "
+                              f"but the training views of scene {self.scene.name!r} have none")
+        self.image_loader = ViewLoader.for_scene(self.scene, views, cache_budget(self.cfg.image_cache_gb), alphas,
+                                                 lookahead=max(8, 2 * self.cfg.batch_size))
 
     def _next_indices(self) -> list[int]:
         """This rank's views of the next iteration. Every rank draws the whole global batch from the same
@@ -103,8 +113,25 @@ class Trainer:
     def _next_batch(self) -> Batch:
         idx = self._next_indices()
         index = torch.tensor(idx, device="cpu")
+        index = torch.tensor(idx, device="cpu")
+        images, alphas = self.image_loader.batch(idx, self.device)  # [C, H, W, 3], [C, H, W] | None
+        self.image_loader.prefetch(self._upcoming_views(self.image_loader.lookahead))
         return Batch(self.cams[idx[0]] if len(idx) == 1 else _cams_at(self.cams, idx), self.times[index],
-                     self.images[index], None, self.background, index)
+                     images, alphas, self.background, index)
+
+    def _upcoming_views(self, n: int) -> list[int]:
+        """The next n view indices this rank's `_next_batch` will take, read from a copy of the sampler's
+        generator (so looking ahead never changes what is sampled). The global sequence is consumed in
+        steps of batch_size x world_size; this rank takes its consecutive share of each step."""
+        B, W, r = self.cfg.batch_size, distributed.world_size(), distributed.rank()
+        need = n * W
+        seq = self.order[-1 : -need - 1 : -1]
+        if len(seq) < need:
+            gen = torch.Generator()
+            gen.set_state(self.gen.get_state())
+            while len(seq) < need:
+                seq += torch.randperm(len(self.views), generator=gen, device="cpu").tolist()[::-1][: need - len(seq)]
+        return [v for pos, v in enumerate(seq) if (pos % (B * W)) // B == r][:n]
 
     # -------------------------------------------------------------- state
     def state(self) -> dict:
@@ -171,6 +198,7 @@ class Trainer:
                     self._log(log_path, {"step": self.step, **evaluate(self.method)})
             self.save()
         finally:
+            self.image_loader.close()
             bar.close()
             torch.set_num_threads(threads)
             for s, h in old.items():
