@@ -16,7 +16,7 @@ from splat4d.train.checkpoint import load_checkpoint
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 # deformable on the tiny scene: coarse stage to 6, the HexPlane and MLP join after (their gradients are
-# None on every rank before that), densification at 5, 10 and 15 of 30 iterations
+# None on every rank before that), densification at 5 and 10 of 30 iterations (stop at half)
 FLAGS = [
     "deformable", "--data", "synthetic:tiny", "--device", "cpu", "--iters", "30", "--save-every", "0", "--seed", "4",
     "--method.sh-degree", "1", "--method.max-init-points", "300", "--method.coarse-fraction", "0.2",
