@@ -22,8 +22,11 @@ from torch import Tensor
 from splat4d.errors import ConfigError, DatasetError
 
 GIB = 2**30
-AUTO_FRACTION = 0.25
-"""Share of the available memory an automatic cache budget takes."""
+AUTO_FRACTION = 1 / 32
+"""Share of the available memory an automatic cache budget takes. Small on purpose: the prefetch thread
+decodes upcoming views while the step runs, so the cache saves little time once it is larger than a few
+batches, while every cached GiB is resident (the 16x30 1024^2 capture: peak RSS 2.56 GiB when all of it
+was cached, docs/benchmarks.md)."""
 AUTO_CAP = 8 * GIB
 """Largest automatic cache budget in bytes."""
 
@@ -162,7 +165,6 @@ class ViewLoader:
     def for_scene(cls, scene, views: Sequence, budget: int, alphas: bool = False, lookahead: int = 8) -> "ViewLoader":
         """A loader of `scene.view_uint8(views[i], alpha=alphas)`."""
         views = list(views)
-        pin_malloc_mmap_threshold()
         return cls(lambda i: _decode_view(scene, views[i], alphas), len(views), budget, lookahead)
 
     # ------------------------------------------------------------------ fetching
@@ -288,31 +290,6 @@ class ViewLoader:
         return {"bytes": self.cache.nbytes, "budget": self.cache.budget, "views": len(self.cache),
                 "hits": self.hits, "misses": self.misses, "prefetched": self.prefetched,
                 "evictions": self.cache.evictions}
-
-
-MMAP_THRESHOLD = 1 << 17
-"""Allocations above this many bytes get their own mapping from glibc's malloc (its initial default)."""
-
-
-def pin_malloc_mmap_threshold() -> bool:
-    """Fix glibc malloc's mmap threshold at `MMAP_THRESHOLD` (process-wide; once a cache exists).
-
-    glibc raises the threshold each time a large mapped block is freed (up to 32 MB), after which
-    decoded images (MBs each) come from the heap, whose freed holes are rarely returned to the OS: evicted
-    views then leave their memory behind. Measured on the 16x30 1024^2 capture (benchmarks/memory.py):
-    peak RSS 2.56 GiB with the dynamic threshold, 2.15 GiB with it pinned, same training result.
-    Returns False (changing nothing) where malloc is not glibc's."""
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(-3, MMAP_THRESHOLD))  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return False
 
 
 def _decode_view(scene, view, alphas: bool) -> Decoded:

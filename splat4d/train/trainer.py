@@ -49,7 +49,7 @@ class TrainConfig:
     numba's own threads; one torch thread keeps the two pools from fighting over the cores."""
     image_cache_gb: float = 0.0
     """Memory for decoded training images (uint8) in GiB; views beyond it are decoded again when sampled,
-    while a background thread decodes the next ones (0: a quarter of the available memory, at most 8)."""
+    while a background thread decodes the next ones (0: 1/32 of the available memory, at most 8)."""
 
     def validate(self, prefix: str = "train") -> None:
         """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
