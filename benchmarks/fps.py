@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -72,4 +73,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from splat4d.errors import Splat4DError
+
+    try:
+        raise SystemExit(main())
+    except Splat4DError as e:  # a missing or unreadable run folder: one line, exit 2
+        print(f"fps: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
