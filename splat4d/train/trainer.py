@@ -113,7 +113,6 @@ class Trainer:
     def _next_batch(self) -> Batch:
         idx = self._next_indices()
         index = torch.tensor(idx, device="cpu")
-        index = torch.tensor(idx, device="cpu")
         images, alphas = self.image_loader.batch(idx, self.device)  # [C, H, W, 3], [C, H, W] | None
         self.image_loader.prefetch(self._upcoming_views(self.image_loader.lookahead))
         return Batch(self.cams[idx[0]] if len(idx) == 1 else _cams_at(self.cams, idx), self.times[index],
