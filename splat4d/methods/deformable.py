@@ -32,7 +32,7 @@ class DeformableConfig(GaussianConfig):
     grid_resolution: tuple[int, int, int] = (64, 64, 64)
     """Spatial resolution of the HexPlane's base scale."""
     time_resolution: int = 0
-    """Time resolution of the HexPlane (0: the number of frames, at most 25)."""
+    """Time resolution of the HexPlane (0: from the capture, `auto_time_resolution`)."""
     grid_dim: int = 16
     """Channels per plane."""
     multires: tuple[int, ...] = (1, 2)
@@ -110,7 +110,7 @@ class DeformableGaussians(GaussianMethod):
     @classmethod
     def from_scene(cls, scene, cfg: DeformableConfig, generator: torch.Generator | None = None) -> "DeformableGaussians":
         gaussians, extent = cls.init_gaussians(scene, cfg, generator)
-        time_res = cfg.time_resolution or max(2, min(scene.num_frames or 25, 25))
+        time_res = cfg.time_resolution or auto_time_resolution(scene.num_frames, scene.views_per_time("train"))
         bounds = _padded_bounds(scene.bounds.float(), gaussians.means.detach())
         return cls(cfg, gaussians, extent, bounds, time_res)
 
@@ -160,8 +160,23 @@ class DeformableGaussians(GaussianMethod):
         return {"means": means, "quats": quats, "scales": torch.exp(log_scales), "opacities": torch.sigmoid(logits), "sh": sh}
 
     def render(self, cameras: Cameras, t: float, background: Tensor | None = None, **kw) -> RenderOutput:
+        if self.training and self.cfg.deform_opacity:
+            kw.setdefault("return_weights", True)  # pruning keeps faint Gaussians that are seen at some time
         g = self.gaussians_at(t)
         return self.splat(g["means"], g["quats"], g["scales"], g["opacities"], g["sh"], cameras, background, **kw)
+
+
+MAX_TIME_RESOLUTION = 150
+
+
+def auto_time_resolution(num_frames: int, views_per_time: float) -> int:
+    """HexPlane time knots for a capture: one per frame when several cameras see each frame, one per two
+    frames in a monocular capture (each frame is one image, so a knot is fitted from two), at most 150
+    (4DGaussians' Neu3D setting for 300 frames) and at least 2. A fixed cap of 25 left a ball crossing the
+    image in 150 frames with a knot every 6 frames, so its path was cut into straight segments."""
+    frames = max(int(num_frames), 2)
+    per_knot = 1 if views_per_time >= 2 else 2
+    return max(2, min(MAX_TIME_RESOLUTION, -(-frames // per_knot)))
 
 
 def _padded_bounds(bounds: Tensor, points: Tensor) -> Tensor:

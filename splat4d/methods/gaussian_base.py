@@ -9,13 +9,14 @@ import torch
 from torch import Tensor
 
 from splat4d.cameras import Cameras
+from splat4d.data.foreground import foreground_rays, points_on_rays
 from splat4d.config_checks import (check_bool, check_choice, check_float, check_int, check_positive_lrs,
                                    validate_nested)
 from splat4d.errors import ConfigError
 from splat4d.gaussians import Gaussians
 from splat4d.methods.base import Batch, Method
 from splat4d.render import BACKENDS, RenderOutput, rasterize
-from splat4d.train.densify import DensifyConfig, DensifyStrategy, auto_grad_threshold
+from splat4d.train.densify import DensifyConfig, DensifyStrategy, auto_grad_threshold, auto_max_gaussians
 from splat4d.train.losses import photometric_loss
 from splat4d.train.optim import ParamGroup
 
@@ -30,6 +31,10 @@ class GaussianConfig:
     """Initial point clouds larger than this are randomly subsampled (CPU memory and speed)."""
     random_init_points: int = 5000
     """Gaussians placed uniformly in the scene box when the scene has no initial points."""
+    foreground_init_points: int = 5000
+    """Gaussians added at random depths in the scene box along rays through training pixels that differ
+    from the background (`splat4d.data.foreground`), so content a random or sparse cloud misses (a small
+    moving object) has Gaussians to start from (0: none)."""
     init_opacity: float = 0.1
     """Initial opacity of every Gaussian."""
     lr_means: float = 1.6e-4
@@ -62,6 +67,7 @@ class GaussianConfig:
         check_int(f"{prefix}.sh_degree", self.sh_degree, 0, 3)
         check_int(f"{prefix}.max_init_points", self.max_init_points, 1)
         check_int(f"{prefix}.random_init_points", self.random_init_points, 1)
+        check_int(f"{prefix}.foreground_init_points", self.foreground_init_points, 0)
         check_float(f"{prefix}.init_opacity", self.init_opacity, 0, 1, lo_open=True, hi_open=True)
         check_positive_lrs(self, prefix, ("lr_means", "lr_scales", "lr_quats", "lr_opacity", "lr_sh0", "lr_shN"))
         check_int(f"{prefix}.sh_interval", self.sh_interval, 1)
@@ -86,21 +92,30 @@ class GaussianMethod(Method):
     @staticmethod
     def init_gaussians(scene, cfg: GaussianConfig, generator: torch.Generator | None = None) -> tuple[Gaussians, float]:
         """Initial Gaussians and scene extent. Also resolves scene-dependent settings in `cfg` in place
-        (densify.grad_threshold 0 -> `auto_grad_threshold`), so the saved config shows what was used."""
+        (densify.grad_threshold 0 -> `auto_grad_threshold`, densify.max_gaussians 0 -> `auto_max_gaussians`),
+        so the saved config shows what was used."""
         if cfg.densify.grad_threshold <= 0:
             cfg.densify.grad_threshold = auto_grad_threshold(scene.views_per_time("train"))
         bounds = scene.bounds.float()
         extent = float((bounds[1] - bounds[0]).norm()) / 2
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
         if scene.points is not None and len(scene.points) > 0:
             pts = scene.points.float()
-            cols = scene.point_colors.float() if scene.point_colors is not None else None
+            cols = scene.point_colors.float() if scene.point_colors is not None else torch.full_like(pts, 0.5)
             if len(pts) > cfg.max_init_points:
-                idx = torch.randperm(len(pts), generator=generator, device="cpu")[: cfg.max_init_points]
-                pts, cols = pts[idx], (cols[idx] if cols is not None else None)
-            g = Gaussians.from_points(pts, cols, cfg.sh_degree, cfg.init_opacity)
+                idx = torch.randperm(len(pts), generator=gen, device="cpu")[: cfg.max_init_points]
+                pts, cols = pts[idx], cols[idx]
         else:
-            g = Gaussians.random_in_box(bounds, cfg.random_init_points, cfg.sh_degree, generator)
-        return g, extent
+            lo, hi = bounds[0], bounds[1]
+            pts = lo + (hi - lo) * torch.rand(cfg.random_init_points, 3, generator=gen, device="cpu")
+            cols = torch.rand(cfg.random_init_points, 3, generator=gen, device="cpu")
+        if cfg.foreground_init_points > 0 or cfg.densify.max_gaussians <= 0:
+            rays = foreground_rays(scene)
+            fg_pts, fg_cols = points_on_rays(rays, bounds, cfg.foreground_init_points, gen)
+            pts, cols = torch.cat([pts, fg_pts]), torch.cat([cols, fg_cols])
+            if cfg.densify.max_gaussians <= 0:
+                cfg.densify.max_gaussians = auto_max_gaussians(rays.pixels_per_view, len(pts))
+        return Gaussians.from_points(pts, cols, cfg.sh_degree, cfg.init_opacity), extent
 
     # ------------------------------------------------------------- training
     def gaussian_param_groups(self, total_steps: int) -> list[ParamGroup]:

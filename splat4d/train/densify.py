@@ -43,8 +43,8 @@ class DensifyConfig:
     """After the first opacity reset, Gaussians larger than this fraction of the scene extent are removed."""
     reset_every: int = 3000
     """Reset opacities to 2 x prune_opacity every this many iterations (0: never)."""
-    max_gaussians: int = 300_000
-    """Never grow beyond this many Gaussians."""
+    max_gaussians: int = 0
+    """Never grow beyond this many Gaussians (0: from the scene, `auto_max_gaussians`)."""
 
     def validate(self, prefix: str = "method.densify") -> None:
         """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
@@ -59,7 +59,7 @@ class DensifyConfig:
         check_float(f"{prefix}.prune_opacity", self.prune_opacity, 0, 1, hi_open=True)
         check_float(f"{prefix}.prune_scale3d", self.prune_scale3d, 0, lo_open=True)
         check_int(f"{prefix}.reset_every", self.reset_every, 0)
-        check_int(f"{prefix}.max_gaussians", self.max_gaussians, 1)
+        check_int(f"{prefix}.max_gaussians", self.max_gaussians, 0)
         if self.reset_every and self.prune_opacity >= 0.5:  # the reset sets opacities to 2 x prune_opacity
             raise ConfigError(f"{prefix}.prune_opacity must be in [0, 0.5) when {prefix}.reset_every > 0 "
                               f"(opacities are reset to twice it), got {self.prune_opacity}")
@@ -77,6 +77,22 @@ def auto_grad_threshold(views_per_time: float) -> float:
     2e-4 then grows nothing on the moving parts (D-NeRF collision: both deformable and static settle on
     the white background; with 5e-5 deformable reaches +3.7 dB over static, docs/benchmarks.md)."""
     return MONOCULAR_GRAD_THRESHOLD if views_per_time < 2 else MULTIVIEW_GRAD_THRESHOLD
+
+
+MIN_CONTRIBUTION = 0.5
+"""Blend weight (in pixels: alpha x transmittance summed over a view) below which a faint Gaussian counts
+as unseen in that view."""
+GAUSSIANS_PER_FOREGROUND_PIXEL = 4
+MAX_GAUSSIANS = 300_000
+
+
+def auto_max_gaussians(foreground_pixels_per_view: float, initial: int) -> int:
+    """Growth cap in proportion to what one image can show: 4 Gaussians per foreground pixel (one that
+    differs from the background) of an average training view, at most 300k, and never below the initial
+    count. Uncapped, a monocular capture's low growth threshold grew 158k Gaussians for one ball in a
+    200x200 image (and training fell from 7 to 0.6 it/s) without a better picture."""
+    cap = int(GAUSSIANS_PER_FOREGROUND_PIXEL * foreground_pixels_per_view)
+    return max(min(cap, MAX_GAUSSIANS), int(initial), 1)
 
 
 class DensifyStrategy:
@@ -100,6 +116,7 @@ class DensifyStrategy:
         self.extent = float(scene_extent)
         self.grad2d: Tensor | None = None  # [N] summed per-view NDC gradient norms
         self.count: Tensor | None = None  # [N] views in which each Gaussian was visible
+        self.contribution: Tensor | None = None  # [N] largest blend weight in one view (when renders give it)
         self.seed = seed
         self.gens: dict[str, torch.Generator] = {}
         self._pending_gen_states: dict[str, Tensor] = {}
@@ -122,10 +139,12 @@ class DensifyStrategy:
     # ------------------------------------------------------------ bookkeeping
     def state_dict(self) -> dict:
         gens = {**self._pending_gen_states, **{k: g.get_state() for k, g in self.gens.items()}}
-        return {"grad2d": self.grad2d, "count": self.count, "gens": gens, "extent": self.extent}
+        return {"grad2d": self.grad2d, "count": self.count, "contribution": self.contribution, "gens": gens,
+                "extent": self.extent}
 
     def load_state_dict(self, state: dict) -> None:
         self.grad2d, self.count, self.extent = state["grad2d"], state["count"], state["extent"]
+        self.contribution = state.get("contribution")
         self.gens = {}
         # checkpoints before per-device generators held one CPU generator under "gen"
         self._pending_gen_states = dict(state["gens"]) if "gens" in state else {"cpu": state["gen"]}
@@ -134,6 +153,8 @@ class DensifyStrategy:
         """Move the statistics to `device` (the Gaussians' device)."""
         if self.grad2d is not None:
             self.grad2d, self.count = self.grad2d.to(device), self.count.to(device)
+        if self.contribution is not None:
+            self.contribution = self.contribution.to(device)
         return self
 
     def after_backward(self, gaussians: Gaussians, metas: list[dict], step: int) -> None:
@@ -152,6 +173,12 @@ class DensifyStrategy:
         if self.grad2d is None or self.grad2d.shape[0] != n:
             self.grad2d = torch.zeros(n, device=device)
             self.count = torch.zeros(n, device=device)
+        weights = [m["weights"] for m in metas if m.get("weights") is not None]
+        if weights:
+            most = torch.cat(weights).amax(0).to(device)
+            if self.contribution is None or self.contribution.shape[0] != n:
+                self.contribution = torch.zeros(n, device=device)
+            self.contribution = torch.maximum(self.contribution, most)
         views = sum(meta["means2d"].shape[0] for meta in metas)
         for meta in metas:
             m2d = meta["means2d"]
@@ -173,9 +200,16 @@ class DensifyStrategy:
         if step % c.every == 0 and step > c.start and self.grad2d is not None:
             distributed.all_reduce_sum_(self.grad2d)
             distributed.all_reduce_sum_(self.count)
-            logs.update(self.grow(gaussians, opt))
-            logs.update(self.prune(gaussians, opt, step))
-            self.grad2d = self.count = None
+            contribution = self.contribution
+            if contribution is not None:  # the largest over ranks
+                distributed.all_reduce_max_(contribution)
+            if contribution is None:
+                logs.update(self.grow(gaussians, opt))
+                logs.update(self.prune(gaussians, opt, step))
+            else:  # the contribution describes the Gaussians before growth: prune first, then grow the rest
+                logs.update(self.prune(gaussians, opt, step, contribution))
+                logs.update(self.grow(gaussians, opt))
+            self.grad2d = self.count = self.contribution = None
         if c.reset_every and step % c.reset_every == 0 and step > 0:
             self.reset_opacity(gaussians, opt)
             logs["reset"] = True
@@ -189,7 +223,7 @@ class DensifyStrategy:
         c = self.cfg
         avg = self.grad2d / self.count.clamp_min(1)
         high = avg > (c.grad_threshold or MULTIVIEW_GRAD_THRESHOLD)
-        high = _top(high, avg, max(c.max_gaussians - len(gaussians), 0))
+        high = _top(high, avg, max((c.max_gaussians or MAX_GAUSSIANS) - len(gaussians), 0))
         small = gaussians.scales.max(dim=-1).values <= c.grow_scale3d * self.extent
         clone, split = high & small, high & ~small
         n_clone, n_split = int(clone.sum()), int(split.sum())
@@ -202,9 +236,16 @@ class DensifyStrategy:
         return {"cloned": n_clone, "split": n_split}
 
     @torch.no_grad()
-    def prune(self, gaussians: Gaussians, opt, step: int) -> dict:
+    def prune(self, gaussians: Gaussians, opt, step: int, contribution: Tensor | None = None) -> dict:
+        """Remove Gaussians below prune_opacity (and, after the first reset, too large ones). With
+        `contribution` (each Gaussian's largest blend weight in one view since the last decision, from
+        renders made with return_weights, as a method whose opacity changes over time makes them), a
+        faint Gaussian is kept while it still covered half a pixel somewhere: its canonical opacity is
+        not what is rendered at every time."""
         c = self.cfg
         drop = gaussians.opacities < c.prune_opacity
+        if contribution is not None and contribution.shape[0] == drop.shape[0]:
+            drop &= contribution.to(drop.device) < MIN_CONTRIBUTION
         if c.reset_every and step > c.reset_every:
             drop |= gaussians.scales.max(dim=-1).values > c.prune_scale3d * self.extent
         if drop.all():  # never leave an empty model
@@ -213,6 +254,8 @@ class DensifyStrategy:
         if n:
             keep = ~drop
             self._edit(gaussians, opt, lambda k, p: p[keep], lambda s: s[keep])
+            if self.grad2d is not None and self.grad2d.shape[0] == keep.shape[0]:
+                self.grad2d, self.count = self.grad2d[keep], self.count[keep]
         return {"pruned": n}
 
     @torch.no_grad()

@@ -82,6 +82,13 @@ def all_reduce_sum_(t: Tensor) -> Tensor:
     return t
 
 
+def all_reduce_max_(t: Tensor) -> Tensor:
+    """Element-wise maximum of `t` over ranks, in place; returns it."""
+    if active():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
 def any_rank(flags: list[bool], device: torch.device) -> list[bool]:
     """Element-wise OR of boolean flags over ranks (one small collective)."""
     if not active():

@@ -1,0 +1,87 @@
+"""Initial points from what the training images show: random depths along the rays of pixels that differ
+from the background.
+
+A scene's point cloud may be random (D-NeRF captures ship none, or a uniform cloud over a box) and then
+holds almost nothing where the content is: a small object covering 1-5 % of the pixels gets a handful of
+points, and a deformation field has nothing to move. Rays through foreground pixels, sampled across the
+training views (so across time in a monocular capture), pass through every place something was seen;
+points at random depths on them are kept by the static stage where views agree and pruned elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FOREGROUND_THRESHOLD = 0.1
+"""A pixel is foreground when some channel differs from the background colour by more than this."""
+
+
+def foreground_mask(rgb: np.ndarray, background, threshold: float = FOREGROUND_THRESHOLD) -> np.ndarray:
+    """Pixels of a uint8 [H, W, 3] image that differ from `background` (RGB in [0, 1]). -> bool [H, W]"""
+    bg = np.asarray(background, dtype=np.float32) * 255.0
+    return (np.abs(rgb.astype(np.float32) - bg).max(-1) > threshold * 255.0)
+
+
+class ForegroundRays(NamedTuple):
+    """Rays through the foreground pixels of sampled training views."""
+
+    origins: Tensor  # [R, 3]
+    dirs: Tensor  # [R, 3] unit
+    colors: Tensor  # [R, 3] in [0, 1]
+    pixels_per_view: float  # mean foreground pixels of a sampled view
+
+
+def foreground_rays(scene, max_views: int = 64, max_rays_per_view: int = 20000,
+                    threshold: float = FOREGROUND_THRESHOLD) -> ForegroundRays:
+    """Rays through the foreground pixels of up to `max_views` training views (evenly spaced): all of them,
+    or an even subsample of `max_rays_per_view` of a view with more (memory stays bounded at any
+    resolution; `pixels_per_view` counts them all)."""
+    views = scene.split("train")
+    pick = np.unique(np.linspace(0, len(views) - 1, min(max_views, len(views))).round().astype(int))
+    origins, dirs, cols = [torch.zeros(0, 3)], [torch.zeros(0, 3)], [torch.zeros(0, 3)]
+    total = 0
+    for i in pick:
+        rgb = scene.image_uint8(views[i])
+        ys, xs = np.nonzero(foreground_mask(rgb, scene.background, threshold))
+        total += len(ys)
+        if len(ys) > max_rays_per_view:
+            keep = np.linspace(0, len(ys) - 1, max_rays_per_view).round().astype(int)
+            ys, xs = ys[keep], xs[keep]
+        if len(ys) == 0:
+            continue
+        cam = scene.camera(views[i])
+        o, d = cam.pixel_rays()  # [1, H, W, 3]
+        yx = torch.from_numpy(ys), torch.from_numpy(xs)
+        origins.append(o[0][yx].float())
+        dirs.append(d[0][yx].float())
+        cols.append(torch.from_numpy(rgb[ys, xs].astype(np.float32) / 255.0))
+    o, d, c = torch.cat(origins), torch.cat(dirs), torch.cat(cols)
+    return ForegroundRays(o, d, c, total / max(len(pick), 1))
+
+
+def points_on_rays(rays: ForegroundRays, bounds: Tensor, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """n points at uniform depths inside the box `bounds` [2, 3] on rays drawn uniformly from `rays`, with
+    the rays' colours: (xyz [m, 3], rgb [m, 3]) float32, m = n, or m = 0 when no ray crosses the box."""
+    near, far = _box_span(rays.origins, rays.dirs, bounds.float())
+    hit = far > near
+    if n <= 0 or not bool(hit.any()):
+        return torch.zeros(0, 3), torch.zeros(0, 3)
+    o, d, c, near, far = rays.origins[hit], rays.dirs[hit], rays.colors[hit], near[hit], far[hit]
+    idx = torch.randint(len(o), (n,), generator=generator, device="cpu")
+    u = torch.rand(n, generator=generator, device="cpu")
+    depth = near[idx] + u * (far[idx] - near[idx])
+    return o[idx] + depth[:, None] * d[idx], c[idx]
+
+
+def _box_span(o: Tensor, d: Tensor, bounds: Tensor) -> tuple[Tensor, Tensor]:
+    """Entry and exit distances of rays o + s d (s >= 0) through the box bounds [2, 3] (slab test);
+    far <= near where a ray misses it."""
+    safe = torch.where(d.abs() < 1e-12, torch.full_like(d, 1e-12), d)
+    t0, t1 = (bounds[0] - o) / safe, (bounds[1] - o) / safe
+    near = torch.minimum(t0, t1).amax(-1).clamp_min(0)
+    far = torch.maximum(t0, t1).amin(-1)
+    return near, far
