@@ -110,8 +110,10 @@ def _draw_panel(img: Image.Image, box: tuple[int, int, int, int], panel: Panel, 
     draw = ImageDraw.Draw(img)
     s = st.s
     x0, y0, x1, y1 = box
-    tw, th = _text_size(draw, panel.title, st.title)
-    draw.text(((x0 + x1 - tw) / 2, y0 + 4 * s), panel.title, fill=(0, 0, 0), font=st.title)
+    title, font = _fit_text(draw, panel.title, [st.title, st.font, st.small], x1 - x0 - 8 * s)
+    tw, th = _text_size(draw, title, font)
+    th = max(th, _text_size(draw, "Hg", st.title)[1])
+    draw.text(((x0 + x1 - tw) / 2, y0 + 4 * s), title, fill=(0, 0, 0), font=font)
     # plot area inside the box: room for the title above, tick labels and axis labels left and below
     px0, py0, px1, py1 = x0 + 62 * s, y0 + 14 * s + th, x1 - 14 * s, y1 - 44 * s
     pts = [(x, y) for ln in panel.lines for x, y in zip(ln.xs, ln.ys)
@@ -128,8 +130,9 @@ def _draw_panel(img: Image.Image, box: tuple[int, int, int, int], panel: Panel, 
     xt = nice_ticks(min(0.0, min(xs)), max(xs))  # x from 0: budgets and minutes start there
     pad = 0.05 * (max(ys) - min(ys)) if max(ys) - min(ys) > 1e-9 else 0.5  # one value: a +-0.5 window
     yt = nice_ticks(min(ys) - pad, max(ys) + pad)
-    fx = lambda v: px0 + (v - xt[0]) / (xt[-1] - xt[0]) * (px1 - px0)  # noqa: E731
-    fy = lambda v: py1 - (v - yt[0]) / (yt[-1] - yt[0]) * (py1 - py0)  # noqa: E731
+    m = 8 * s  # inner margin: markers on the first and last ticks stay clear of the frame
+    fx = lambda v: px0 + m + (v - xt[0]) / (xt[-1] - xt[0]) * (px1 - px0 - 2 * m)  # noqa: E731
+    fy = lambda v: py1 - m - (v - yt[0]) / (yt[-1] - yt[0]) * (py1 - py0 - 2 * m)  # noqa: E731
     for v in xt:
         x = fx(v)
         draw.line((x, py0, x, py1), fill=(228, 228, 228), width=s)
@@ -143,7 +146,8 @@ def _draw_panel(img: Image.Image, box: tuple[int, int, int, int], panel: Panel, 
         draw.line((px0 - 4 * s, y, px0, y), fill=(0, 0, 0), width=s)
         label = _fmt(v, yt[1] - yt[0])
         w, h = _text_size(draw, label, st.small)
-        draw.text((px0 - 7 * s - w, y - h / 2 - 2 * s), label, fill=(0, 0, 0), font=st.small)
+        _, top, _, _ = draw.textbbox((0, 0), label, font=st.small)  # glyphs start below the text origin
+        draw.text((px0 - 7 * s - w, y - h / 2 - top), label, fill=(0, 0, 0), font=st.small)
     draw.rectangle((px0, py0, px1, py1), outline=(0, 0, 0), width=s)
     for ln in panel.lines:
         xy = [(fx(x), fy(y)) for x, y in zip(ln.xs, ln.ys)
@@ -154,6 +158,17 @@ def _draw_panel(img: Image.Image, box: tuple[int, int, int, int], panel: Panel, 
         r = st.marker
         for x, y in xy:
             draw.ellipse((x - r, y - r, x + r, y + r), fill=color)
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, fonts: list, width: float) -> tuple[str, object]:
+    """The first font (largest first) in which `text` fits `width`, else the last one with the text cut."""
+    for font in fonts:
+        if _text_size(draw, text, font)[0] <= width:
+            return text, font
+    font = fonts[-1]
+    while len(text) > 1 and _text_size(draw, text + "…", font)[0] > width:
+        text = text[:-1]
+    return text + "…", font
 
 
 def _draw_ylabel(img: Image.Image, text: str, x: float, y_mid: float, st: _Style) -> None:
