@@ -30,8 +30,9 @@ class Info:
     """Force a reader (dnerf, neu3d, hypernerf, easyvolcap, synthetic) instead of detecting it."""
     scale: float = 1.0
     """Resolution scale applied to images and cameras."""
-    background: str = "black"
-    """Background colour: white, black or R,G,B."""
+    background: str = "auto"
+    """Background colour: auto (the format's convention: white for D-NeRF, black otherwise), white, black or
+    R,G,B."""
 
     def validate(self) -> None:
         cc.check_str("PATH", self.path)
@@ -41,9 +42,10 @@ class Info:
         cc.check_background("--background", self.background)
 
     def run(self) -> int:
-        from splat4d.data import check_scene, load_scene
+        from splat4d.data import check_scene, load_scene, resolve_background
 
-        scene = load_scene(self.path, scale=self.scale, background=self.background, format=self.format)
+        colour, why = resolve_background(self.background, self.path, self.format)
+        scene = load_scene(self.path, scale=self.scale, background=colour, format=self.format)
         s = scene.summary()
         views = ", ".join(f"{k} {v}" for k, v in s["views"].items())
         print(f"{s['name']}: format {s['format']}")
@@ -53,6 +55,8 @@ class Info:
         print(f"  frames       {s['frames']}")
         print(f"  time range   {s['time_range'][0]:.4f} .. {s['time_range'][1]:.4f}")
         print(f"  init points  {s['points']}")
+        why = "set by --background" if why == "given" else f"{why}; --background to change"
+        print(f"  background   {colour} ({why})")
         if not self.check:
             return 0
         problems = check_scene(scene)

@@ -120,15 +120,17 @@ def check_device(name: str, value: Any) -> str:
 
 
 def check_background(name: str, value: Any) -> str:
-    """A colour `splat4d.data.parse_background` reads."""
-    from splat4d.data import parse_background  # the data package is heavier than this module needs
+    """"auto" (the format's convention, `splat4d.data.resolve_background`) or a colour
+    `splat4d.data.parse_background` reads."""
+    from splat4d.data import is_auto, parse_background  # the data package is heavier than this module needs
 
     try:
         if not isinstance(value, str):
             raise ConfigError("not a string")
-        parse_background(value)
+        if not is_auto(value):
+            parse_background(value)
     except ConfigError:
-        raise ConfigError(f"{name} must be black, white, gray, #RRGGBB or 'R,G,B' (0-1 floats or 0-255 ints), "
+        raise ConfigError(f"{name} must be auto, black, white, gray, #RRGGBB or 'R,G,B' (0-1 floats or 0-255 ints), "
                           f"got {_show(value)}") from None
     return value
 

@@ -34,9 +34,16 @@ from splat4d.errors import ConfigError, DatasetError
 READERS = {"easyvolcap": easyvolcap, "hypernerf": hypernerf, "neu3d": neu3d, "dnerf": dnerf}
 
 __all__ = [
-    "READERS", "load_scene", "detect_format", "parse_background", "check_scene", "DynamicScene", "View",
-    "ImageRef", "FileImage", "ArrayImage", "CallableImage", "count_unique_cameras",
+    "READERS", "load_scene", "locate", "detect_format", "parse_background", "resolve_background", "is_auto",
+    "AUTO_BACKGROUND",
+    "check_scene", "DynamicScene", "View", "ImageRef", "FileImage", "ArrayImage", "CallableImage",
+    "count_unique_cameras",
 ]
+
+AUTO_BACKGROUND = "auto"
+"""The background value that means "the format's convention" (see `resolve_background`)."""
+_FORMAT_LABELS = {"dnerf": "D-NeRF", "neu3d": "Neu3D", "hypernerf": "HyperNeRF", "easyvolcap": "EasyVolcap",
+                  "synthetic": "synthetic"}
 
 _NAMED_BACKGROUNDS = {
     "black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0), "gray": (0.5, 0.5, 0.5), "grey": (0.5, 0.5, 0.5),
@@ -93,30 +100,13 @@ def detect_format(path: str | Path) -> str | None:
     return None
 
 
-def load_scene(
-    path: str | Path,
-    scale: float = 1.0,
-    background="black",
-    format: str | None = None,
-    **options,
-) -> DynamicScene:
-    """Load a dataset folder (format detected unless `format` is given) or a synthetic scene.
-
-    Args:
-        path: dataset folder (or a file inside it), or "synthetic" / "synthetic:NAME".
-        scale: image resolution factor (0.5 = half width and height).
-        background: colour RGBA images are composited on (see `parse_background`).
-        format: force a reader: one of READERS (or "synthetic").
-        options: reader-specific keyword arguments (e.g. test_cams for easyvolcap).
-    """
-    bg = parse_background(background)
+def locate(path: str | Path, format: str | None = None) -> tuple[str, str | Path]:
+    """Which reader `load_scene` would use: ("synthetic", preset name) or (reader name, dataset folder).
+    Raises what `load_scene` raises for a missing path, an unknown format or an unrecognised layout."""
     spec = str(path)
     if format == "synthetic" or spec == "synthetic" or spec.startswith("synthetic:"):
-        from splat4d.data.synthetic import load_synthetic
-
         name = spec.split(":", 1)[1] if spec.startswith("synthetic:") else ("" if spec == "synthetic" else spec)
-        return load_synthetic(name or "default", scale=scale, background=bg, **options)
-
+        return "synthetic", name or "default"
     p = Path(path).expanduser()
     if not p.exists():
         raise DatasetError(f"no such dataset path {p}")
@@ -125,18 +115,86 @@ def load_scene(
     if format is not None:
         if format not in READERS:
             raise ConfigError(f"unknown dataset format {format!r}; choose from {', '.join(READERS)} or synthetic")
-        name = format
-    else:
-        name = detect_format(p)
-        if name is None:
-            layouts = " | ".join(r.LAYOUT for r in READERS.values())
-            raise DatasetError(f"{p} matches no known dataset layout; expected one of: {layouts}")
-    reader = READERS[name]
+        return format, p
+    name = detect_format(p)
+    if name is None:
+        layouts = " | ".join(r.LAYOUT for r in READERS.values())
+        raise DatasetError(f"{p} matches no known dataset layout; expected one of: {layouts}")
+    return name, p
+
+
+def resolve_background(background, path: str | Path, format: str | None = None) -> tuple[str, str]:
+    """The colour a dataset is composited on, and why: `background` itself unless it is "auto".
+
+    "auto" follows the format's convention: white for D-NeRF (`dnerf.DEFAULT_BACKGROUND`: published
+    D-NeRF numbers are on white), the colour recorded in an EasyVolcap folder's splat4d.json (written by
+    `write_easyvolcap`, so a converted D-NeRF scene stays on white), black for everything else (synthetic
+    scenes, Neu3D, HyperNeRF, other EasyVolcap folders). Resolved once where the format is detected, so
+    a run's config.yaml records the colour actually used.
+
+    Returns:
+        (colour, reason): e.g. ("white", "D-NeRF default") or ("black", "given").
+    """
+    if not is_auto(background):
+        return background, "given"
+    return _format_background(*locate(path, format))
+
+
+def is_auto(background) -> bool:
+    """Whether `background` is "auto" (any case, surrounding spaces allowed, as colour names are)."""
+    return isinstance(background, str) and background.strip().lower() == AUTO_BACKGROUND
+
+
+def _format_background(kind: str, where) -> tuple[str, str]:
+    label = _FORMAT_LABELS.get(kind, kind)
+    if kind == "easyvolcap":
+        recorded = easyvolcap.recorded_background(where)  # type: ignore[arg-type]
+        if recorded is not None:
+            return _named(recorded), f"recorded in {easyvolcap.META_FILE}"
+    reader = READERS.get(kind)
+    return getattr(reader, "DEFAULT_BACKGROUND", "black"), f"{label} default"
+
+
+def _named(colour: str) -> str:
+    """A colour string as its name when it is a named colour (black, white, gray)."""
+    rgb = parse_background(colour)
+    for name in ("black", "white", "gray"):
+        if rgb == _NAMED_BACKGROUNDS[name]:
+            return name
+    return colour
+
+
+def load_scene(
+    path: str | Path,
+    scale: float = 1.0,
+    background="auto",
+    format: str | None = None,
+    **options,
+) -> DynamicScene:
+    """Load a dataset folder (format detected unless `format` is given) or a synthetic scene.
+
+    Args:
+        path: dataset folder (or a file inside it), or "synthetic" / "synthetic:NAME".
+        scale: image resolution factor (0.5 = half width and height).
+        background: colour RGBA images are composited on (see `parse_background`), or "auto": the
+            format's convention (white for D-NeRF, else black; see `resolve_background`).
+        format: force a reader: one of READERS (or "synthetic").
+        options: reader-specific keyword arguments (e.g. test_cams for easyvolcap).
+    """
+    if not is_auto(background):
+        parse_background(background)  # a bad colour is reported before the path is looked at
+    kind, where = locate(path, format)
+    bg = parse_background(_format_background(kind, where)[0] if is_auto(background) else background)
+    if kind == "synthetic":
+        from splat4d.data.synthetic import load_synthetic
+
+        return load_synthetic(str(where), scale=scale, background=bg, **options)
+    reader = READERS[kind]
     accepted = set(inspect.signature(reader.load).parameters) - {"path", "scale", "background"}
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise ConfigError(f"the {name} reader takes no option(s) {', '.join(unknown)} (it takes {sorted(accepted)})")
-    return reader.load(p, scale=scale, background=bg, **options)
+        raise ConfigError(f"the {kind} reader takes no option(s) {', '.join(unknown)} (it takes {sorted(accepted)})")
+    return reader.load(where, scale=scale, background=bg, **options)
 
 
 def check_scene(scene: DynamicScene) -> list[str]:

@@ -40,6 +40,9 @@ LAYOUT = (
     "dnerf: transforms_train.json (+ optional transforms_val.json, transforms_test.json) with frames of "
     "file_path/transform_matrix/time, images such as train/r_000.png, optional fused.ply or points3d.ply"
 )
+DEFAULT_BACKGROUND = "white"
+"""What `background="auto"` resolves to: D-NeRF captures are trained and scored on white in published
+evaluations (D-NeRF, 4DGaussians), so numbers compare only on white."""
 POINT_FILES = ("fused.ply", "points3d.ply", "points3D.ply")
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".exr", ".webp", ".bmp", ".tif", ".tiff"}
 _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")

@@ -197,6 +197,17 @@ def _views_from_folders(path: Path, cams: dict[str, Cameras], names: list[str]) 
     return splits, len(stems)
 
 
+def recorded_background(path: Path) -> str | None:
+    """The background colour `write_easyvolcap` recorded in splat4d.json ("R,G,B" floats), else None.
+    The images keep their alpha, so a scene written from a D-NeRF capture composites on the white it
+    was written with when the background is "auto"."""
+    meta = _read_meta(Path(path))
+    bg = meta.get("background") if meta else None
+    if not isinstance(bg, list) or len(bg) != 3 or not all(isinstance(c, (int, float)) for c in bg):
+        return None
+    return ",".join(repr(float(c)) for c in bg)  # always with a decimal point: 0-1 floats
+
+
 def _read_meta(path: Path) -> dict | None:
     file = path / META_FILE
     if not file.is_file():

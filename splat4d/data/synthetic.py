@@ -21,6 +21,15 @@ Per view the scene holds an RGBA uint8 image (alpha = 255 where a ray hits any s
 `DynamicScene.image` composites the scene background there), a mask equal to that alpha (any surface hit,
 ground included) and `View.depth`: camera-space z (OpenCV, scene units along the optical axis) at full
 resolution, float32, 0 where the ray hits nothing.
+
+Two camera schedules (`SyntheticConfig.schedule`):
+
+- ``rig``: a synchronised rig; every camera sees every frame; the test split is the test cameras at all
+  frames (multi-view video such as Neu3D or the EasyVolcap captures).
+- ``monocular``: the D-NeRF situation. Each training frame is seen by ONE camera drawn at random (seeded)
+  from the non-test cameras, so consecutive frames come from unrelated viewpoints (a "teleporting"
+  camera); every `test_every`-th frame (offset test_every // 2) is held out and seen only by a test
+  camera (cycling over `test_cameras`), so test times are distinct from training times as in D-NeRF.
 """
 
 from __future__ import annotations
@@ -54,6 +63,8 @@ OBJECT_IDS: dict[str, int] = {"ground": 0, "sphere": 1, "box": 2, "ellipsoid": 3
 """Object id per object name, as returned in `SyntheticWorld.render(...)["object_id"]` (-1 = no hit)."""
 
 _TARGET = (0.0, 0.0, -0.15)  # every camera looks here
+SCHEDULES = ("rig", "monocular")
+"""Camera schedules: see the module docstring."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ class SyntheticConfig:
     """A procedural scene: rig, time sampling and content."""
 
     num_cameras: int = 12
-    """Cameras in the synchronised rig; each observes every frame."""
+    """Cameras in the rig ("rig": each observes every frame) or in the pool a monocular schedule draws from."""
     num_frames: int = 20
     """Time steps; frame f is at time f / (num_frames - 1) (0 when there is one frame)."""
     width: int = 128
@@ -79,13 +90,23 @@ class SyntheticConfig:
     fov_deg: float = 45.0
     """Horizontal field of view of every camera."""
     test_cameras: tuple[int, ...] = (0,)
-    """Held-out camera indices: the test split is these cameras at all frames, train is the rest."""
+    """Held-out camera indices. "rig": the test split is these cameras at all frames, train is the rest;
+    "monocular": the held-out test frames are seen by these cameras in turn, never by the training ones."""
     objects: tuple[str, ...] = ("ground", "sphere", "box", "ellipsoid")
     """Which objects the world holds (any subset of ground, sphere, box, ellipsoid)."""
     num_points: int = 4000
     """Initial points sampled exactly on the object surfaces at t = 0 (a quarter on the ground)."""
     speed: float = 1.0
-    """Multiplies every object's motion and deformation; 0 gives a static scene."""
+    """Multiplies every object's motion and deformation; 0 gives a static scene. At 1.0 the sphere's centre
+    travels 0.55 pi ~ 1.73 scene units over the clip (half an orbit of radius 0.55): ~4 diameters of the
+    default sphere; the box, as far, ~5 of its longest edge (0.32)."""
+    sphere_radius: float = 0.22
+    """Radius of the sphere (the ground disc has radius 1)."""
+    schedule: str = "rig"
+    """Which camera sees which frame: "rig" (every camera, every frame) or "monocular" (one camera per
+    frame, D-NeRF style; see the module docstring)."""
+    test_every: int = 8
+    """"monocular" only: frames f with f % test_every == test_every // 2 are test frames (held out of training)."""
 
 
 PRESETS: dict[str, SyntheticConfig] = {
@@ -94,12 +115,25 @@ PRESETS: dict[str, SyntheticConfig] = {
     "large": SyntheticConfig(
         num_cameras=16, num_frames=50, width=256, height=256, num_points=10000, test_cameras=(0, 9)
     ),
+    "fast": SyntheticConfig(
+        num_cameras=24, num_frames=150, elevations_deg=(10.0, 30.0, 55.0), test_cameras=(0, 7, 14, 19),
+        objects=("ground", "sphere", "box"), sphere_radius=0.12, speed=2.0, schedule="monocular",
+    ),
 }
 """Named scenes: "default" (12 cameras, 20 frames, 128x128, the demo; ~1.5 s to build on one core;
 moderate motion (speed 0.3: the sphere and box travel about twice their size), the range deformation-field
 methods such as 4DGaussians recover in a few thousand iterations),
 "tiny" (4 cameras, 4 frames, 32x32, for tests; < 0.1 s) and "large" (16 cameras, 50 frames, 256x256;
-~15 s and ~0.5 GB). Cameras alternate between 15 and 40 degrees elevation around the ring."""
+~15 s and ~0.5 GB). Cameras alternate between 15 and 40 degrees elevation around the ring.
+
+"fast" reproduces a D-NeRF capture without real data: monocular schedule (one camera per frame, drawn
+from a pool of 24 positions at 10/30/55 degrees elevation; cameras 0, 7, 14, 19 held out for the 19
+test frames 4, 12, ..., 148; 131 training frames), 150 frames, 128x128, ground + a small sphere (radius
+0.12) + the box, speed 2.0: over the clip the sphere's centre travels a full orbit, ~3.5 scene units
+= ~14 sphere diameters (~0.1 diameter per frame; ~2.9 diameters per second if the 150 frames are 5 s at
+30 fps), the box as far, ~11 of its longest edge; the sphere
+spins two turns, the box tumbles one and a half, both bob. 1.8 s to
+build on one core (measured on the busy shared 2-core machine, where "default" took 2.6 s)."""
 
 
 @contextmanager
@@ -143,7 +177,7 @@ def _build_objects(cfg: SyntheticConfig) -> list[SceneObject]:
         s = tau(t)
         th = phase[0] + math.pi * s
         c = np.array([orbit * math.cos(th), orbit * math.sin(th), -0.18 + 0.08 * math.sin(2 * math.pi * s + phase[1])])
-        return c, 0.22 * rotation_matrix((0.3, 0.0, 1.0), 2 * math.pi * s + phase[1])
+        return c, cfg.sphere_radius * rotation_matrix((0.3, 0.0, 1.0), 2 * math.pi * s + phase[1])
 
     def box_pose(t):
         s = tau(t)
@@ -180,6 +214,13 @@ class _CameraRays:
         self.eyes = o[:, 0, 0]  # [C, 3]
         self.dirs = d.reshape(C, H * W, 3)
         self.forward = cams.viewmats[:, 2, :3]  # camera z axis in world coordinates, [C, 3]
+
+    def subset(self, idx: list[int]) -> "_CameraRays":
+        """The rays of cameras `idx` only (no recomputation)."""
+        out = object.__new__(_CameraRays)
+        out.shape = (len(idx), *self.shape[1:])
+        out.eyes, out.dirs, out.forward = self.eyes[idx], self.dirs[idx], self.forward[idx]
+        return out
 
 
 class SyntheticWorld:
@@ -319,6 +360,18 @@ def _validate(cfg: SyntheticConfig) -> None:
     unknown = [o for o in cfg.objects if o not in OBJECT_IDS]
     if unknown:
         raise ConfigError(f"unknown synthetic objects {unknown} (choose from {sorted(OBJECT_IDS)})")
+    if not (isinstance(cfg.sphere_radius, (int, float)) and 0 < cfg.sphere_radius < 1):
+        raise ConfigError(f"sphere_radius must be in (0, 1), got {cfg.sphere_radius!r}")
+    if cfg.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown synthetic schedule {cfg.schedule!r} (choose from {', '.join(SCHEDULES)})")
+    if cfg.schedule == "monocular":
+        if isinstance(cfg.test_every, bool) or not isinstance(cfg.test_every, int) or cfg.test_every < 1:
+            raise ConfigError(f"test_every must be an integer >= 1, got {cfg.test_every!r}")
+        n_test = sum(f % cfg.test_every == cfg.test_every // 2 for f in range(cfg.num_frames))
+        if not cfg.test_cameras or n_test == 0 or n_test == cfg.num_frames:
+            raise ConfigError(
+                f"the monocular schedule needs test_cameras and both test and training frames: "
+                f"{cfg.num_frames} frames with test_every={cfg.test_every} give {n_test} test frame(s)")
 
 
 def synthetic_config(name: str = "default", **overrides) -> SyntheticConfig:
@@ -343,46 +396,68 @@ def load_synthetic(
 ) -> DynamicScene:
     """Render the preset `name` (see `PRESETS`; fields overridable) into a `DynamicScene`.
 
-    All cameras observe all frames. The test split is `test_cameras` at every frame, train the rest;
-    views are ordered frame-major. Images are rendered eagerly at full resolution; the scene's
-    `scale` resizes them (and the cameras) on read. Points are sampled on the surfaces at t = 0.
+    Which camera sees which frame follows `schedule` (`camera_schedule`): with "rig" all cameras observe
+    all frames and the test split is `test_cameras` at every frame; with "monocular" one camera sees each
+    frame and the test frames are held out of training. Views are ordered frame-major. Images are
+    rendered eagerly at full resolution; the scene's `scale` resizes them (and the cameras) on read.
+    Points are sampled on the surfaces at t = 0.
     """
     cfg = synthetic_config(name, **overrides)
     with _one_thread():
         return _build_scene(cfg, name, scale, background)
 
 
+def camera_schedule(cfg: SyntheticConfig) -> list[list[tuple[int, str]]]:
+    """Per frame, the (camera index, split) pairs that observe it, in camera order (see `schedule`).
+
+    "monocular" draws each training frame's camera uniformly from the non-test cameras with a generator
+    seeded by `cfg.seed` (independent of the motion phases), so the schedule is fixed by the seed.
+    """
+    _validate(cfg)
+    test = sorted(set(cfg.test_cameras))
+    if cfg.schedule == "rig":
+        return [[(c, "test" if c in test else "train") for c in range(cfg.num_cameras)]
+                for _ in range(cfg.num_frames)]
+    pool = [c for c in range(cfg.num_cameras) if c not in test]
+    gen = np.random.default_rng([cfg.seed, 0x5C4ED])  # its own stream: the object phases stay as they were
+    picks = gen.integers(0, len(pool), size=cfg.num_frames)
+    out, k = [], 0
+    for f in range(cfg.num_frames):
+        if f % cfg.test_every == cfg.test_every // 2:
+            out.append([(cfg.test_cameras[k % len(cfg.test_cameras)], "test")])
+            k += 1
+        else:
+            out.append([(pool[int(picks[f])], "train")])
+    return out
+
+
 def _build_scene(cfg: SyntheticConfig, name: str, scale: float, background) -> DynamicScene:
     world = SyntheticWorld(cfg)
     cams = world.cameras()
     C, H, W = cfg.num_cameras, cfg.height, cfg.width
-    rgba = np.zeros((cfg.num_frames, C, H, W, 4), dtype=np.uint8)
-    masks = np.zeros((cfg.num_frames, C, H, W), dtype=np.uint8)
-    depth = np.zeros((cfg.num_frames, C, H, W), dtype=np.float32)
+    schedule = camera_schedule(cfg)
     times = world.times()
     rays = _CameraRays(cams)
-    for f, t in enumerate(times):
-        out = world._render_rays(rays, t)
-        rgba[f, ..., :3] = (out["rgb"] * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
-        masks[f] = (out["alpha"] * 255).to(torch.uint8).numpy()
-        rgba[f, ..., 3] = masks[f]
-        depth[f] = out["depth"].numpy()
-
     splits: dict[str, list[View]] = {"train": [], "test": []}
-    test = set(cfg.test_cameras)
-    for f, t in enumerate(times):
-        for c in range(C):
+    for f, (t, seen) in enumerate(zip(times, schedule)):
+        idx = [c for c, _ in seen]
+        out = world._render_rays(rays if len(idx) == C else rays.subset(idx), t)
+        rgba = np.zeros((len(idx), H, W, 4), dtype=np.uint8)  # one block per frame; views share it
+        rgba[..., :3] = (out["rgb"] * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+        mask = (out["alpha"] * 255).to(torch.uint8).numpy()
+        rgba[..., 3] = mask
+        depth = out["depth"].numpy()
+        for i, (c, split) in enumerate(seen):
             tag = f"synthetic:{name}/cam{c:02d}/frame{f:03d}"
-            view = View(
+            splits[split].append(View(
                 camera=cams[c],
                 time=t,
                 cam_id=c,
                 frame_id=f,
-                image=ArrayImage(rgba[f, c], tag),
-                mask=ArrayImage(masks[f, c], tag + "/mask"),
-                depth=depth[f, c],
-            )
-            splits["test" if c in test else "train"].append(view)
+                image=ArrayImage(rgba[i], tag),
+                mask=ArrayImage(mask[i], tag + "/mask"),
+                depth=depth[i],
+            ))
     points, colors = world.sample_points(cfg.num_points, t=0.0)
     return DynamicScene(
         name=name,

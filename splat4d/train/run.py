@@ -3,6 +3,7 @@ run folder, and load a run back."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 import tyro
 
 from splat4d.config_checks import check_background, check_choice, check_device, check_float, check_output_dir, check_str
-from splat4d.data import READERS, load_scene
+from splat4d.data import READERS, is_auto, load_scene, resolve_background
 from splat4d.errors import CheckpointError, ConfigError
 from splat4d.methods.base import get_method
 from splat4d.train.checkpoint import from_plain, load_checkpoint, load_config
@@ -29,8 +30,9 @@ class DataConfig:
     """Dataset folder, or synthetic / synthetic:NAME for a built-in scene."""
     scale: float = 1.0
     """Resolution scale of images and cameras (e.g. 0.25)."""
-    background: str = "black"
-    """Background colour: white, black or R,G,B."""
+    background: str = "auto"
+    """Background colour: auto (the format's convention: white for D-NeRF, black otherwise), white, black,
+    gray, #RRGGBB or R,G,B. A run's config.yaml records the colour auto resolved to."""
     format: Optional[str] = None
     """Force a reader (dnerf, neu3d, hypernerf, easyvolcap) instead of detecting the format."""
 
@@ -85,6 +87,7 @@ def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out:
             raise ConfigError(f"{out} holds a run of method {saved['method']!r}, not {method_name!r}")
     elif (out / "checkpoint.pt").exists():
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    data = resolved_data(data)  # config.yaml records the colour used, so --config repeats the run exactly
     torch.manual_seed(train.seed)
     scene = load_scene(data.path, scale=data.scale, background=data.background, format=data.format)
     device = distributed.init(pick_device(train.device))
@@ -104,6 +107,14 @@ def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out:
         trainer._log(out / "train_log.jsonl", {"step": trainer.step, **final})
         result = final
     return result
+
+
+def resolved_data(data: DataConfig) -> DataConfig:
+    """`data` with background "auto" replaced by the colour the dataset's format calls for (a copy;
+    `data` itself is left as it was). Other values come back unchanged."""
+    if not is_auto(data.background):
+        return data
+    return dataclasses.replace(data, background=resolve_background(data.background, data.path, data.format)[0])
 
 
 def write_metrics(out: Path, result: dict) -> Path:
