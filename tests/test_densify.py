@@ -312,3 +312,26 @@ def test_auto_grad_threshold_follows_views_per_time():
     explicit.densify.grad_threshold = 3e-4
     StaticGaussians.from_scene(mono, explicit)
     assert explicit.densify.grad_threshold == 3e-4
+
+
+def test_contribution_keeps_faint_gaussians_seen_at_some_time():
+    """With blend weights from the renders (a method with time-varying opacity), a Gaussian below
+    prune_opacity survives while it covered at least half a pixel in some view; without, it is pruned."""
+    gs = _gaussians()
+    opt = _adam_with_state(gs)
+    s = _strategy(_cfg())
+    meta = {"means2d": torch.zeros(1, 10, 2), "visible": torch.ones(1, 10, dtype=torch.bool), "width": 8,
+            "height": 8, "weights": torch.zeros(1, 10)}
+    meta["weights"][0, PRUNE] = 0.7  # seen (deformed opacity) in this view
+    s.after_backward(gs, [meta], step=5)
+    logs = s.after_step(gs, opt, step=10)
+    assert logs["pruned"] == 0 and logs["cloned"] == 2 and logs["split"] == 2
+    assert len(gs) == 10 + 2 + 2
+    _assert_opt_holds_model(opt, gs)
+
+    gs2 = _gaussians()
+    opt2 = _adam_with_state(gs2)
+    s2 = _strategy(_cfg())
+    meta["weights"][0, PRUNE] = 0.2  # too faint everywhere
+    s2.after_backward(gs2, [meta], step=5)
+    assert s2.after_step(gs2, opt2, step=10)["pruned"] == 1
