@@ -31,10 +31,10 @@ class GaussianConfig:
     """Initial point clouds larger than this are randomly subsampled (CPU memory and speed)."""
     random_init_points: int = 5000
     """Gaussians placed uniformly in the scene box when the scene has no initial points."""
-    foreground_init_points: int = 5000
+    foreground_init_points: int = 0
     """Gaussians added at random depths in the scene box along rays through training pixels that differ
-    from the background (`splat4d.data.foreground`), so content a random or sparse cloud misses (a small
-    moving object) has Gaussians to start from (0: none)."""
+    from the background (`splat4d.data.foreground`), for content a random or sparse cloud misses (0: none;
+    off by default: 5000 of them did not help on the D-NeRF collision scene, docs/benchmarks.md)."""
     init_opacity: float = 0.1
     """Initial opacity of every Gaussian."""
     lr_means: float = 1.6e-4
