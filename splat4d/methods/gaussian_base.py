@@ -54,6 +54,9 @@ class GaussianConfig:
     """Rasterizer backend: auto, cpu, torch or cuda."""
     antialiased: bool = False
     """Opacity compensation for the eps2d blur (gsplat's antialiased mode)."""
+    fused_cpu: bool = True
+    """CPU backend: project, evaluate SH (and, in `deformable`, run the deformation heads) in fused numba
+    kernels / batched matrix products. False: the unfused torch ops (kept for comparison)."""
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     """Adaptive density control."""
 
@@ -69,6 +72,7 @@ class GaussianConfig:
         check_float(f"{prefix}.lambda_mask", self.lambda_mask, 0)
         check_choice(f"{prefix}.backend", self.backend, BACKENDS)
         check_bool(f"{prefix}.antialiased", self.antialiased)
+        check_bool(f"{prefix}.fused_cpu", self.fused_cpu)
         validate_nested(self, "densify", DensifyConfig, prefix)
 
 
@@ -163,5 +167,6 @@ class GaussianMethod(Method):
     def splat(self, means, quats, scales, opacities, sh, cameras: Cameras, background, **kw) -> RenderOutput:
         return rasterize(
             means, quats, scales, opacities, sh, cameras, background=background,
-            sh_degree=int(self.active_sh), backend=self.cfg.backend, antialiased=self.cfg.antialiased, **kw,
+            sh_degree=int(self.active_sh), backend=self.cfg.backend, antialiased=self.cfg.antialiased,
+            fused_cpu=self.cfg.fused_cpu, **kw,
         )

@@ -1,4 +1,4 @@
-"""Compile (or load from numba's cache) the CPU kernels once (rasterizer and HexPlane):
+"""Compile (or load from numba's cache) the CPU kernels once (fused projection + SH, rasterizer, HexPlane):
 `python -m splat4d.render.warmup`.
 
 Run before the test suite so a cold JIT (~20 s) is paid once, not inside a timed test.
