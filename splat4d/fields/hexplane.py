@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -217,6 +218,19 @@ class HexPlane(nn.Module):
     def time_l1(self) -> Tensor:
         """Sum over scales and time planes of mean |1 - plane| (pulls time planes toward "no motion")."""
         return torch.stack([(1.0 - p).abs().mean() for p in self.time_planes()]).sum()
+
+    def regularisation(self, tv_weight: float, smoothness_weight: float, l1_weight: float,
+                       fused: bool = True) -> Tensor:
+        """tv_weight * plane_tv() + smoothness_weight * time_smoothness() + l1_weight * time_l1() (0-dim).
+
+        `fused` (float32 planes on the CPU, backend not "torch") computes all three and their gradients
+        in one numba pass (`hexplane_cpu.plane_regularisers`); otherwise the torch ops above, its twin."""
+        planes = [p for scale in self.grids for p in scale]
+        if fused and self.backend != "torch" and planes[0].device.type == "cpu" and planes[0].dtype == torch.float32:
+            kinds = np.array([int(3 in PAIRS[i % len(PAIRS)]) for i in range(len(planes))], dtype=np.int64)
+            weights = (float(tv_weight), float(smoothness_weight), float(l1_weight))
+            return hexplane_cpu.HexPlaneRegCPU.apply(kinds, weights, *planes)
+        return tv_weight * self.plane_tv() + smoothness_weight * self.time_smoothness() + l1_weight * self.time_l1()
 
     def extra_repr(self) -> str:
         return f"resolution={self.resolution}, out_dim={self.out_dim}, multires={self.multires}"

@@ -214,3 +214,114 @@ class HexPlaneCPU(torch.autograd.Function):
                 from_channel_last(g_flat, int(row[0]), out)
                 g_planes.append(torch.from_numpy(out)[None])
         return (g_pts, None, None, *g_planes)
+
+
+# ----------------------------------------------------------------------------- regularisers
+@njit(cache=True, fastmath=True)
+def _tv(a, g, kh, kw):
+    """g = d/da of kh/2 sum(dh^2) + kw/2 sum(dw^2) (first differences along H and W); returns the two
+    sums of squares. One write per texel, so the inner loop over W vectorises."""
+    H, W = a.shape
+    sh = 0.0
+    sw = 0.0
+    for i in range(H):
+        for j in range(W):
+            x = a[i, j]
+            v = 0.0
+            if i > 0:
+                d = x - a[i - 1, j]
+                sh += d * d
+                v += kh * d
+            if i < H - 1:
+                v -= kh * (a[i + 1, j] - x)
+            if j > 0:
+                d = x - a[i, j - 1]
+                sw += d * d
+                v += kw * d
+            if j < W - 1:
+                v -= kw * (a[i, j + 1] - x)
+            g[i, j] = v
+    return sh, sw
+
+
+@njit(cache=True, fastmath=True)
+def _smooth_l1(a, g, ks, kl):
+    """g = d/da of ks/2 sum(d2^2) (second differences along H) + kl sum|1 - a|; returns both sums."""
+    H, W = a.shape
+    s2 = 0.0
+    s1 = 0.0
+    for i in range(H):
+        for j in range(W):
+            x = a[i, j]
+            v = 0.0
+            if H > 2:
+                if i <= H - 3:  # d2 starting here: a[i] - 2 a[i+1] + a[i+2]
+                    d = x - 2.0 * a[i + 1, j] + a[i + 2, j]
+                    s2 += d * d
+                    v += ks * d
+                if 1 <= i <= H - 2:
+                    v -= 2.0 * ks * (a[i - 1, j] - 2.0 * x + a[i + 1, j])
+                if i >= 2:
+                    v += ks * (a[i - 2, j] - 2.0 * a[i - 1, j] + x)
+            e = 1.0 - x
+            s1 += abs(e)
+            if e > 0.0:
+                v -= kl
+            elif e < 0.0:
+                v += kl
+            g[i, j] = v
+    return s2, s1
+
+
+@njit(parallel=True, cache=True)
+def plane_regularisers(planes, kinds, w_tv, w_smooth, w_l1, grads):
+    """Weighted HexPlane regularisers and their gradients in one pass, parallel over (plane, channel).
+
+    planes: tuple of [C, H, W] float32 arrays; kinds[p] 0 for a space plane (total variation, as
+    `hexplane.plane_tv`), 1 for a time plane (second-difference smoothness along H, as
+    `hexplane.plane_smoothness`, plus mean |1 - plane|). Writes d value / d plane into `grads` (same
+    shapes) and returns the value w_tv sum(tv) + w_smooth sum(smoothness) + w_l1 sum(l1)."""
+    P = len(planes)
+    C = planes[0].shape[0]
+    part = np.zeros(P * C)
+    for job in prange(P * C):
+        p = job // C
+        c = job - p * C
+        a = planes[p][c]
+        H, W = a.shape
+        if kinds[p] == 0:  # 2 mean(dh^2) + 2 mean(dw^2); an axis of one texel adds nothing
+            nh = C * (H - 1) * W
+            nw = C * H * (W - 1)
+            kh = 4.0 * w_tv / nh if nh > 0 else 0.0
+            kw = 4.0 * w_tv / nw if nw > 0 else 0.0
+            sh, sw = _tv(a, grads[p][c], kh, kw)
+            part[job] = (2.0 * w_tv * sh / nh if nh > 0 else 0.0) + (2.0 * w_tv * sw / nw if nw > 0 else 0.0)
+        else:  # mean(d2^2) + mean|1 - x|
+            n2 = C * (H - 2) * W
+            n1 = C * H * W
+            ks = 2.0 * w_smooth / n2 if n2 > 0 else 0.0
+            s2, s1 = _smooth_l1(a, grads[p][c], ks, w_l1 / n1)
+            part[job] = (w_smooth * s2 / n2 if n2 > 0 else 0.0) + w_l1 * s1 / n1
+    return part.sum()
+
+
+class HexPlaneRegCPU(torch.autograd.Function):
+    """Weighted regularisers of the planes [1, C, H, W] (float32) -> 0-dim tensor; the gradient is
+    formed in the forward pass and scaled by the upstream gradient."""
+
+    @staticmethod
+    def forward(ctx, kinds: np.ndarray, weights: tuple, *planes: Tensor) -> Tensor:
+        arrays = tuple(p.detach()[0].contiguous().numpy() for p in planes)
+        grads = tuple(np.empty_like(a) for a in arrays)
+        value = plane_regularisers(arrays, kinds, *weights, grads)
+        ctx.grads = grads
+        return torch.tensor(value, dtype=planes[0].dtype, device="cpu")
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        scale = float(g)
+        out = []
+        for a in ctx.grads:
+            t = torch.from_numpy(a)[None]
+            out.append(t if scale == 1.0 else t * scale)
+        return (None, None, *out)

@@ -139,8 +139,7 @@ class DeformableGaussians(GaussianMethod):
         loss, logs = self.photometric(batch, outs)
         if bool(self.dynamic):
             c, hp = self.cfg, self.deformation.hexplane
-            reg = c.plane_tv_weight * hp.plane_tv() + c.time_smoothness_weight * hp.time_smoothness()
-            reg = reg + c.time_l1_weight * hp.time_l1()
+            reg = hp.regularisation(c.plane_tv_weight, c.time_smoothness_weight, c.time_l1_weight, fused=c.fused_cpu)
             loss = loss + reg
             logs["reg"] = float(reg.detach())
         return loss, logs
