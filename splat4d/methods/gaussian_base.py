@@ -123,6 +123,10 @@ class GaussianMethod(Method):
         return self.gaussian_param_groups(total_steps)
 
     @property
+    def fused_optimizer(self) -> bool:
+        return self.cfg.fused_cpu
+
+    @property
     def wants_alphas(self) -> bool:
         return self.cfg.lambda_mask > 0
 
