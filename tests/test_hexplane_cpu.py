@@ -20,10 +20,11 @@ def _run(field: HexPlane, backend: str, xyz: torch.Tensor, t, weights: torch.Ten
     ((4, 4, 4, 25), 16, (1, 2, 4)),
     ((1, 3, 2, 1), 2, (1,)),  # single-texel axes read texel 0 and pass no gradient
 ])
-def test_matches_grid_sample(resolution, out_dim, multires):
+@pytest.mark.parametrize("fused", [True, False])  # channels-last planes read in place / the flat-copy kernels
+def test_matches_grid_sample(resolution, out_dim, multires, fused):
     g = torch.Generator().manual_seed(0)
     bounds = torch.tensor([[-1.0, -2.0, -1.0], [1.0, 2.0, 3.0]])
-    field = HexPlane(bounds, resolution=resolution, out_dim=out_dim, multires=multires)
+    field = HexPlane(bounds, resolution=resolution, out_dim=out_dim, multires=multires, fused=fused)
     with torch.no_grad():
         for p in field.parameters():
             p.copy_(torch.rand(p.shape, generator=g) * 2 - 1)
@@ -37,6 +38,8 @@ def test_matches_grid_sample(resolution, out_dim, multires):
     torch.testing.assert_close(got[1], ref[1], atol=1e-5, rtol=1e-4)
     for a, b in zip(got[2], ref[2]):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) == fused for p in field.parameters()
+               if min(p.shape[2:]) > 1)
 
 
 def test_zero_plane_values_keep_gradients():
@@ -91,3 +94,18 @@ def test_fused_regularisers_match_torch(resolution, multires, upstream):
     for a, b in zip(ga, gb):
         assert b.abs().max() > 0
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * b.abs().max().item())
+
+
+def test_plane_layout_does_not_change_values_or_checkpoints():
+    """Channels-last planes are an in-memory layout only: state dicts load across layouts."""
+    g = torch.Generator().manual_seed(2)
+    a = HexPlane(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=(5, 4, 3, 6), out_dim=4, multires=(1, 2), fused=True)
+    b = HexPlane(torch.tensor([[-1.0] * 3, [1.0] * 3]), resolution=(5, 4, 3, 6), out_dim=4, multires=(1, 2), fused=False)
+    with torch.no_grad():
+        for p in a.parameters():
+            p.copy_(torch.rand(p.shape, generator=g))
+    b.load_state_dict(a.state_dict())
+    xyz = torch.rand(50, 3, generator=g) * 2 - 1
+    torch.testing.assert_close(a(xyz, 0.3), b(xyz, 0.3))
+    a.load_state_dict(b.state_dict())
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in a.parameters())

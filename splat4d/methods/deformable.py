@@ -79,7 +79,8 @@ class Deformation(nn.Module):
 
     def __init__(self, cfg: DeformableConfig, bounds: Tensor, time_res: int, sh_dim: int):
         super().__init__()
-        self.hexplane = HexPlane(bounds, (*cfg.grid_resolution, time_res), cfg.grid_dim, cfg.multires)
+        self.hexplane = HexPlane(bounds, (*cfg.grid_resolution, time_res), cfg.grid_dim, cfg.multires,
+                                 fused=cfg.fused_cpu)
         W = cfg.width
         self.trunk = MLP(self.hexplane.feat_dim, W, W, max(cfg.depth - 1, 0))
         outs = {"xyz": 3, "scale": 3, "rot": 4}
@@ -139,7 +140,7 @@ class DeformableGaussians(GaussianMethod):
         loss, logs = self.photometric(batch, outs)
         if bool(self.dynamic):
             c, hp = self.cfg, self.deformation.hexplane
-            reg = hp.regularisation(c.plane_tv_weight, c.time_smoothness_weight, c.time_l1_weight, fused=c.fused_cpu)
+            reg = hp.regularisation(c.plane_tv_weight, c.time_smoothness_weight, c.time_l1_weight)
             loss = loss + reg
             logs["reg"] = float(reg.detach())
         return loss, logs
