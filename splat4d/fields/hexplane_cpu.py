@@ -169,8 +169,9 @@ def plane_arrays(planes: list[Tensor]) -> tuple[np.ndarray, ...]:
 
 
 def _as_planes(arrays: tuple[np.ndarray, ...]) -> list[Tensor]:
-    """[H, W, C] arrays -> [1, C, H, W] tensors sharing their memory (channels-last strides)."""
-    return [torch.from_numpy(a).permute(2, 0, 1)[None] for a in arrays]
+    """[H, W, C] arrays -> [1, C, H, W] tensors sharing their memory, with exactly the strides of a
+    channels-last parameter (so autograd sums and accumulates them without a layout copy)."""
+    return [torch.from_numpy(a[None]).permute(0, 3, 1, 2) for a in arrays]
 
 
 def plane_table(planes: list[Tensor], pairs) -> np.ndarray:

@@ -134,7 +134,7 @@ class GaussianMethod(Method):
         """(1 - lambda_ssim) L1 + lambda_ssim (1 - SSIM), plus lambda_mask times the L1 distance of the
         rendered alpha to `batch.alphas` when lambda_mask > 0."""
         pred = torch.cat([o.rgb for o in outs])
-        loss, logs = photometric_loss(pred, batch.images, self.cfg.lambda_ssim)
+        loss, logs = photometric_loss(pred, batch.images, self.cfg.lambda_ssim, fused=self.cfg.fused_cpu)
         if self.cfg.lambda_mask > 0:
             if batch.alphas is None:
                 raise ConfigError("lambda_mask > 0 needs foreground masks in the batch (Batch.alphas is None)")
