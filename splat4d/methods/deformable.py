@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from splat4d.cameras import Cameras
@@ -75,7 +76,13 @@ class DeformableConfig(GaussianConfig):
 
 
 class Deformation(nn.Module):
-    """HexPlane features -> trunk -> heads (ReLU, Linear, ReLU, Linear) for each updated attribute."""
+    """HexPlane features -> trunk -> heads (ReLU, Linear, ReLU, Linear) for each updated attribute.
+
+    With `cfg.fused_cpu` the heads run as one network: their first layers concatenated into one
+    Linear(W, heads * W) and their second layers as one block-diagonal Linear, built from the per-head
+    parameters on every call (so parameters, state-dict keys and checkpoints are the same either way,
+    and outputs equal up to float rounding): two matrix products instead of six, one ReLU of the trunk
+    output instead of one per head."""
 
     def __init__(self, cfg: DeformableConfig, bounds: Tensor, time_res: int, sh_dim: int):
         super().__init__()
@@ -89,10 +96,18 @@ class Deformation(nn.Module):
         if cfg.deform_sh:
             outs["sh"] = sh_dim
         self.heads = nn.ModuleDict({k: nn.Sequential(nn.ReLU(), MLP(W, W, n, 1, out_init_zero=True)) for k, n in outs.items()})
+        self.fused = cfg.fused_cpu
 
     def forward(self, xyz: Tensor, t: float) -> dict[str, Tensor]:
-        h = self.trunk(self.hexplane(xyz, t))
-        return {k: head(h) for k, head in self.heads.items()}
+        """Updates {name: [N, n]} of the Gaussians at xyz [N, 3] and time t."""
+        h = self.trunk(self.hexplane(xyz, t))  # [N, W]
+        if not self.fused:
+            return {k: head(h) for k, head in self.heads.items()}
+        first = [head[1].net[0] for head in self.heads.values()]
+        second = [head[1].net[2] for head in self.heads.values()]
+        z = F.linear(F.relu(h), torch.cat([m.weight for m in first]), torch.cat([m.bias for m in first]))
+        out = F.linear(F.relu(z), torch.block_diag(*[m.weight for m in second]), torch.cat([m.bias for m in second]))
+        return dict(zip(self.heads.keys(), out.split([m.out_features for m in second], dim=1)))
 
 
 @register
