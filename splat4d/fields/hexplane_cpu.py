@@ -199,9 +199,13 @@ class HexPlaneCPU(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         arrays, meta, pts_np, order, vals, num_scales = ctx.arrays
         g = grad_out.detach().float().numpy()[order]
+        # points whose features get no gradient (Gaussians that reach no pixel) add nothing: skip them
+        active = np.flatnonzero(g.any(axis=1))
+        if len(active) < len(g):
+            order, pts_np, vals, g = order[active], pts_np[active], vals[active], g[active]
         g_pts_sorted, g_vals = hexplane_backward_points(arrays, meta, pts_np, vals, g, num_scales,
                                                         ctx.needs_input_grad[0])
-        g_pts = np.empty_like(g_pts_sorted)
+        g_pts = np.zeros((grad_out.shape[0], 4), dtype=np.float32)
         g_pts[order] = g_pts_sorted
         g_planes = [None] * len(arrays)
         if any(ctx.needs_input_grad[3:]):

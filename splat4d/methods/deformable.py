@@ -17,6 +17,7 @@ from splat4d.cameras import Cameras
 from splat4d.config_checks import check_bool, check_float, check_int, check_ints, check_positive_lrs
 from splat4d.fields.hexplane import HexPlane
 from splat4d.fields.mlp import MLP
+from splat4d.fields.sparse_mlp import mlp_rows
 from splat4d.gaussians import Gaussians
 from splat4d.methods.base import Batch, register
 from splat4d.methods.gaussian_base import GaussianConfig, GaussianMethod
@@ -82,7 +83,8 @@ class Deformation(nn.Module):
     Linear(W, heads * W) and their second layers as one block-diagonal Linear, built from the per-head
     parameters on every call (so parameters, state-dict keys and checkpoints are the same either way,
     and outputs equal up to float rounding): two matrix products instead of six, one ReLU of the trunk
-    output instead of one per head."""
+    output instead of one per head, and the backward only over the Gaussians whose updates receive a
+    gradient (`sparse_mlp`; the HexPlane kernels skip the others too)."""
 
     def __init__(self, cfg: DeformableConfig, bounds: Tensor, time_res: int, sh_dim: int):
         super().__init__()
@@ -100,13 +102,17 @@ class Deformation(nn.Module):
 
     def forward(self, xyz: Tensor, t: float) -> dict[str, Tensor]:
         """Updates {name: [N, n]} of the Gaussians at xyz [N, 3] and time t."""
-        h = self.trunk(self.hexplane(xyz, t))  # [N, W]
+        feats = self.hexplane(xyz, t)  # [N, F]
         if not self.fused:
+            h = self.trunk(feats)  # [N, W]
             return {k: head(h) for k, head in self.heads.items()}
+        trunk = [m for m in self.trunk.net if isinstance(m, nn.Linear)]
         first = [head[1].net[0] for head in self.heads.values()]
         second = [head[1].net[2] for head in self.heads.values()]
-        z = F.linear(F.relu(h), torch.cat([m.weight for m in first]), torch.cat([m.bias for m in first]))
-        out = F.linear(F.relu(z), torch.block_diag(*[m.weight for m in second]), torch.cat([m.bias for m in second]))
+        weights = [m.weight for m in trunk] + [torch.cat([m.weight for m in first]),
+                                               torch.block_diag(*[m.weight for m in second])]
+        biases = [m.bias for m in trunk] + [torch.cat([m.bias for m in first]), torch.cat([m.bias for m in second])]
+        out = mlp_rows(feats, weights, biases)  # [N, sum of head widths]
         return dict(zip(self.heads.keys(), out.split([m.out_features for m in second], dim=1)))
 
 

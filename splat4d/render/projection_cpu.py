@@ -29,6 +29,7 @@ from splat4d.fields.sh import C0, C1, C2, C3
 _LIM = 16
 _CEN = 20
 CAM_COLS = 23
+_CHUNK = 128  # Gaussians per parallel task
 
 
 def camera_table(viewmats: Tensor, Ks: Tensor, width: int, height: int) -> np.ndarray:
@@ -153,45 +154,46 @@ def project_forward(means, quats, scales, sh, cam, width, height, eps2d, near, f
     comps = np.empty((C, N))
     colors = np.zeros((C, N, 3))
     nb = (degree + 1) * (degree + 1)
-    for n in prange(N):
+    for chunk in prange((N + _CHUNK - 1) // _CHUNK):  # scratch arrays allocated once per chunk
         M = np.empty(9)
         W = np.empty(9)
         bases = np.empty(16)
-        _, _, _, _, _, R = _rotation(quats[n, 0], quats[n, 1], quats[n, 2], quats[n, 3])
-        for i in range(3):
-            for j in range(3):
-                M[3 * i + j] = R[3 * i + j] * scales[n, j]
-        mx, my, mz = means[n, 0], means[n, 1], means[n, 2]
-        for c in range(C):
-            tx, ty, tz, tzs, _, _, _, _, _, _, _, _, t0, t1 = _camera_space(cam, c, mx, my, mz, M, near, W)
-            a0 = t0[0] * t0[0] + t0[1] * t0[1] + t0[2] * t0[2]
-            b = t0[0] * t1[0] + t0[1] * t1[1] + t0[2] * t1[2]
-            c0 = t1[0] * t1[0] + t1[1] * t1[1] + t1[2] * t1[2]
-            a, cc = a0 + eps2d, c0 + eps2d
-            det_o = a0 * c0 - b * b
-            det_b = a * cc - b * b
-            D = max(det_b, 1e-10)
-            comps[c, n] = math.sqrt(max(det_o / D, 0.0))
-            conics[c, n, 0], conics[c, n, 1], conics[c, n, 2] = cc / D, -b / D, a / D
-            m2x = cam[c, 12] * tx / tzs + cam[c, 14]
-            m2y = cam[c, 13] * ty / tzs + cam[c, 15]
-            means2d[c, n, 0], means2d[c, n, 1] = m2x, m2y
-            depths[c, n] = tz
-            rx = np.ceil(3.33 * np.sqrt(a))
-            ry = np.ceil(3.33 * np.sqrt(cc))
-            ok = (det_b > 0.0) and (tz > near) and (tz < far)
-            ok = ok and (m2x + rx > 0.0) and (m2x - rx < width) and (m2y + ry > 0.0) and (m2y - ry < height)
-            if ok and np.isfinite(rx) and np.isfinite(ry):
-                radii[c, n, 0], radii[c, n, 1] = int(rx), int(ry)
-            if degree >= 0:
-                dx, dy, dz = mx - cam[c, _CEN], my - cam[c, _CEN + 1], mz - cam[c, _CEN + 2]
-                inv = 1.0 / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
-                _sh_bases(degree, dx * inv, dy * inv, dz * inv, bases)
-                for ch in range(3):
-                    s = 0.0
-                    for k in range(nb):
-                        s += bases[k] * sh[n, k, ch]
-                    colors[c, n, ch] = max(s + 0.5, 0.0)
+        for n in range(chunk * _CHUNK, min(N, (chunk + 1) * _CHUNK)):
+            _, _, _, _, _, R = _rotation(quats[n, 0], quats[n, 1], quats[n, 2], quats[n, 3])
+            for i in range(3):
+                for j in range(3):
+                    M[3 * i + j] = R[3 * i + j] * scales[n, j]
+            mx, my, mz = means[n, 0], means[n, 1], means[n, 2]
+            for c in range(C):
+                tx, ty, tz, tzs, _, _, _, _, _, _, _, _, t0, t1 = _camera_space(cam, c, mx, my, mz, M, near, W)
+                a0 = t0[0] * t0[0] + t0[1] * t0[1] + t0[2] * t0[2]
+                b = t0[0] * t1[0] + t0[1] * t1[1] + t0[2] * t1[2]
+                c0 = t1[0] * t1[0] + t1[1] * t1[1] + t1[2] * t1[2]
+                a, cc = a0 + eps2d, c0 + eps2d
+                det_o = a0 * c0 - b * b
+                det_b = a * cc - b * b
+                D = max(det_b, 1e-10)
+                comps[c, n] = math.sqrt(max(det_o / D, 0.0))
+                conics[c, n, 0], conics[c, n, 1], conics[c, n, 2] = cc / D, -b / D, a / D
+                m2x = cam[c, 12] * tx / tzs + cam[c, 14]
+                m2y = cam[c, 13] * ty / tzs + cam[c, 15]
+                means2d[c, n, 0], means2d[c, n, 1] = m2x, m2y
+                depths[c, n] = tz
+                rx = np.ceil(3.33 * np.sqrt(a))
+                ry = np.ceil(3.33 * np.sqrt(cc))
+                ok = (det_b > 0.0) and (tz > near) and (tz < far)
+                ok = ok and (m2x + rx > 0.0) and (m2x - rx < width) and (m2y + ry > 0.0) and (m2y - ry < height)
+                if ok and np.isfinite(rx) and np.isfinite(ry):
+                    radii[c, n, 0], radii[c, n, 1] = int(rx), int(ry)
+                if degree >= 0:
+                    dx, dy, dz = mx - cam[c, _CEN], my - cam[c, _CEN + 1], mz - cam[c, _CEN + 2]
+                    inv = 1.0 / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
+                    _sh_bases(degree, dx * inv, dy * inv, dz * inv, bases)
+                    for ch in range(3):
+                        s = 0.0
+                        for k in range(nb):
+                            s += bases[k] * sh[n, k, ch]
+                        colors[c, n, ch] = max(s + 0.5, 0.0)
     return means2d, conics, depths, radii, comps, colors
 
 
@@ -206,129 +208,132 @@ def project_backward(means, quats, scales, sh, cam, eps2d, near, degree, g_means
     g_scales = np.zeros((N, 3))
     g_sh = np.zeros(sh.shape)
     nb = (degree + 1) * (degree + 1)
-    for n in prange(N):
+    for chunk in prange((N + _CHUNK - 1) // _CHUNK):  # scratch arrays allocated once per chunk
         M = np.empty(9)
         W = np.empty(9)
-        gM = np.zeros(9)
+        gM = np.empty(9)
         bases = np.empty(16)
         gb = np.empty(16)
-        w, x, y, z, qn, R = _rotation(quats[n, 0], quats[n, 1], quats[n, 2], quats[n, 3])
-        for i in range(3):
-            for j in range(3):
-                M[3 * i + j] = R[3 * i + j] * scales[n, j]
-        mx, my, mz = means[n, 0], means[n, 1], means[n, 2]
-        gmx, gmy, gmz = 0.0, 0.0, 0.0
-        for c in range(C):
-            tx, ty, tz, tzs, ux, uy, uxc, uyc, j00, j02, j11, j12, t0, t1 = _camera_space(
-                cam, c, mx, my, mz, M, near, W)
-            fx, fy = cam[c, 12], cam[c, 13]
-            a0 = t0[0] * t0[0] + t0[1] * t0[1] + t0[2] * t0[2]
-            b = t0[0] * t1[0] + t0[1] * t1[1] + t0[2] * t1[2]
-            c0 = t1[0] * t1[0] + t1[1] * t1[1] + t1[2] * t1[2]
-            a, cc = a0 + eps2d, c0 + eps2d
-            det_o = a0 * c0 - b * b
-            det_b = a * cc - b * b
-            D = max(det_b, 1e-10)
-            # conics (cc, -b, a) / D and compensation sqrt(max(det_o / D, 0))
-            ga, gbb, gc = g_conics[c, n, 0], g_conics[c, n, 1], g_conics[c, n, 2]
-            g_a, g_b, g_c = gc / D, -gbb / D, ga / D
-            g_D = -(ga * cc - gbb * b + gc * a) / (D * D)
-            r = det_o / D
-            if r > 0.0 and g_comps[c, n] != 0.0:
-                g_r = g_comps[c, n] / (2.0 * math.sqrt(r))
-                g_det_o = g_r / D
-                g_D -= g_r * det_o / (D * D)
-                g_a += g_det_o * c0
-                g_c += g_det_o * a0
-                g_b -= 2.0 * b * g_det_o
-            if det_b >= 1e-10:
-                g_a += g_D * cc
-                g_c += g_D * a
-                g_b -= 2.0 * b * g_D
-            # cov2d = T T^T: a = t0.t0, b = t0.t1, c = t1.t1
-            gt0 = (2.0 * g_a * t0[0] + g_b * t1[0], 2.0 * g_a * t0[1] + g_b * t1[1], 2.0 * g_a * t0[2] + g_b * t1[2])
-            gt1 = (g_b * t0[0] + 2.0 * g_c * t1[0], g_b * t0[1] + 2.0 * g_c * t1[1], g_b * t0[2] + 2.0 * g_c * t1[2])
-            # T rows: t0 = j00 W0 + j02 W2, t1 = j11 W1 + j12 W2
-            g_j00 = gt0[0] * W[0] + gt0[1] * W[1] + gt0[2] * W[2]
-            g_j02 = gt0[0] * W[6] + gt0[1] * W[7] + gt0[2] * W[8]
-            g_j11 = gt1[0] * W[3] + gt1[1] * W[4] + gt1[2] * W[5]
-            g_j12 = gt1[0] * W[6] + gt1[1] * W[7] + gt1[2] * W[8]
-            for j in range(3):
-                gw0 = j00 * gt0[j]
-                gw1 = j11 * gt1[j]
-                gw2 = j02 * gt0[j] + j12 * gt1[j]
-                # W = R_cam M -> gM = R_cam^T gW
-                for i in range(3):
-                    gM[3 * i + j] += cam[c, i] * gw0 + cam[c, 3 + i] * gw1 + cam[c, 6 + i] * gw2
-            # Jacobian entries and means2d
-            gm2x, gm2y = g_means2d[c, n, 0], g_means2d[c, n, 1]
-            tz2 = tzs * tzs
-            txc, tyc = tzs * uxc, tzs * uyc
-            g_txc = -fx / tz2 * g_j02
-            g_tyc = -fy / tz2 * g_j12
-            g_tzs = (-fx / tz2 * g_j00 - fy / tz2 * g_j11 + 2.0 * fx * txc / (tz2 * tzs) * g_j02
-                     + 2.0 * fy * tyc / (tz2 * tzs) * g_j12 - fx * tx / tz2 * gm2x - fy * ty / tz2 * gm2y)
-            g_tx = fx / tzs * gm2x
-            g_ty = fy / tzs * gm2y
-            # txc = tzs * clamp(tx / tzs): the clamp passes the gradient inside its closed range
-            g_tzs += uxc * g_txc + uyc * g_tyc
-            if ux >= -cam[c, _LIM] and ux <= cam[c, _LIM + 1]:
-                g_tx += g_txc
-                g_tzs -= g_txc * ux
-            if uy >= -cam[c, _LIM + 2] and uy <= cam[c, _LIM + 3]:
-                g_ty += g_tyc
-                g_tzs -= g_tyc * uy
-            g_tz = g_depths[c, n] + (g_tzs if tz > near else 0.0)
-            gmx += cam[c, 0] * g_tx + cam[c, 3] * g_ty + cam[c, 6] * g_tz
-            gmy += cam[c, 1] * g_tx + cam[c, 4] * g_ty + cam[c, 7] * g_tz
-            gmz += cam[c, 2] * g_tx + cam[c, 5] * g_ty + cam[c, 8] * g_tz
-            if degree >= 0:
-                dx, dy, dz = mx - cam[c, _CEN], my - cam[c, _CEN + 1], mz - cam[c, _CEN + 2]
-                nrm = math.sqrt(dx * dx + dy * dy + dz * dz)
-                inv = 1.0 / max(nrm, 1e-12)
-                ex, ey, ez = dx * inv, dy * inv, dz * inv
-                _sh_bases(degree, ex, ey, ez, bases)
-                for k in range(nb):
-                    gb[k] = 0.0
-                for ch in range(3):
-                    s = 0.0
-                    for k in range(nb):
-                        s += bases[k] * sh[n, k, ch]
-                    if s + 0.5 >= 0.0:  # clamp_min(., 0) passes the gradient where x >= 0
-                        gcol = g_colors[c, n, ch]
-                        for k in range(nb):
-                            g_sh[n, k, ch] += bases[k] * gcol
-                            gb[k] += sh[n, k, ch] * gcol
-                gex, gey, gez = _sh_bases_vjp(degree, ex, ey, ez, gb)
-                if nrm > 1e-12:  # normalize's Jacobian (I - e e^T) / |d|
-                    dot = ex * gex + ey * gey + ez * gez
-                    gmx += (gex - ex * dot) * inv
-                    gmy += (gey - ey * dot) * inv
-                    gmz += (gez - ez * dot) * inv
-                else:
-                    gmx += gex * inv
-                    gmy += gey * inv
-                    gmz += gez * inv
-        g_means[n, 0], g_means[n, 1], g_means[n, 2] = gmx, gmy, gmz
-        # M = R diag(s)
         gR = np.empty(9)
-        for i in range(3):
-            for j in range(3):
-                gR[3 * i + j] = gM[3 * i + j] * scales[n, j]
-                g_scales[n, j] += gM[3 * i + j] * R[3 * i + j]
-        # R(q) for the normalised q = (w, x, y, z)
-        gw = 2.0 * (-z * gR[1] + y * gR[2] + z * gR[3] - x * gR[5] - y * gR[6] + x * gR[7])
-        gx = 2.0 * (y * gR[1] + z * gR[2] + y * gR[3] - 2.0 * x * gR[4] - w * gR[5] + z * gR[6] + w * gR[7]
-                    - 2.0 * x * gR[8])
-        gy = 2.0 * (-2.0 * y * gR[0] + x * gR[1] + w * gR[2] + x * gR[3] + z * gR[5] - w * gR[6] + z * gR[7]
-                    - 2.0 * y * gR[8])
-        gz = 2.0 * (-2.0 * z * gR[0] - w * gR[1] + x * gR[2] + w * gR[3] - 2.0 * z * gR[4] + y * gR[5] + x * gR[6]
-                    + y * gR[7])
-        inv = 1.0 / max(qn, 1e-12)
-        if qn > 1e-12:
-            dot = w * gw + x * gx + y * gy + z * gz
-            gw, gx, gy, gz = gw - w * dot, gx - x * dot, gy - y * dot, gz - z * dot
-        g_quats[n, 0], g_quats[n, 1], g_quats[n, 2], g_quats[n, 3] = gw * inv, gx * inv, gy * inv, gz * inv
+        for n in range(chunk * _CHUNK, min(N, (chunk + 1) * _CHUNK)):
+            for k in range(9):
+                gM[k] = 0.0
+            w, x, y, z, qn, R = _rotation(quats[n, 0], quats[n, 1], quats[n, 2], quats[n, 3])
+            for i in range(3):
+                for j in range(3):
+                    M[3 * i + j] = R[3 * i + j] * scales[n, j]
+            mx, my, mz = means[n, 0], means[n, 1], means[n, 2]
+            gmx, gmy, gmz = 0.0, 0.0, 0.0
+            for c in range(C):
+                tx, ty, tz, tzs, ux, uy, uxc, uyc, j00, j02, j11, j12, t0, t1 = _camera_space(
+                    cam, c, mx, my, mz, M, near, W)
+                fx, fy = cam[c, 12], cam[c, 13]
+                a0 = t0[0] * t0[0] + t0[1] * t0[1] + t0[2] * t0[2]
+                b = t0[0] * t1[0] + t0[1] * t1[1] + t0[2] * t1[2]
+                c0 = t1[0] * t1[0] + t1[1] * t1[1] + t1[2] * t1[2]
+                a, cc = a0 + eps2d, c0 + eps2d
+                det_o = a0 * c0 - b * b
+                det_b = a * cc - b * b
+                D = max(det_b, 1e-10)
+                # conics (cc, -b, a) / D and compensation sqrt(max(det_o / D, 0))
+                ga, gbb, gc = g_conics[c, n, 0], g_conics[c, n, 1], g_conics[c, n, 2]
+                g_a, g_b, g_c = gc / D, -gbb / D, ga / D
+                g_D = -(ga * cc - gbb * b + gc * a) / (D * D)
+                r = det_o / D
+                if r > 0.0 and g_comps[c, n] != 0.0:
+                    g_r = g_comps[c, n] / (2.0 * math.sqrt(r))
+                    g_det_o = g_r / D
+                    g_D -= g_r * det_o / (D * D)
+                    g_a += g_det_o * c0
+                    g_c += g_det_o * a0
+                    g_b -= 2.0 * b * g_det_o
+                if det_b >= 1e-10:
+                    g_a += g_D * cc
+                    g_c += g_D * a
+                    g_b -= 2.0 * b * g_D
+                # cov2d = T T^T: a = t0.t0, b = t0.t1, c = t1.t1
+                gt0 = (2.0 * g_a * t0[0] + g_b * t1[0], 2.0 * g_a * t0[1] + g_b * t1[1], 2.0 * g_a * t0[2] + g_b * t1[2])
+                gt1 = (g_b * t0[0] + 2.0 * g_c * t1[0], g_b * t0[1] + 2.0 * g_c * t1[1], g_b * t0[2] + 2.0 * g_c * t1[2])
+                # T rows: t0 = j00 W0 + j02 W2, t1 = j11 W1 + j12 W2
+                g_j00 = gt0[0] * W[0] + gt0[1] * W[1] + gt0[2] * W[2]
+                g_j02 = gt0[0] * W[6] + gt0[1] * W[7] + gt0[2] * W[8]
+                g_j11 = gt1[0] * W[3] + gt1[1] * W[4] + gt1[2] * W[5]
+                g_j12 = gt1[0] * W[6] + gt1[1] * W[7] + gt1[2] * W[8]
+                for j in range(3):
+                    gw0 = j00 * gt0[j]
+                    gw1 = j11 * gt1[j]
+                    gw2 = j02 * gt0[j] + j12 * gt1[j]
+                    # W = R_cam M -> gM = R_cam^T gW
+                    for i in range(3):
+                        gM[3 * i + j] += cam[c, i] * gw0 + cam[c, 3 + i] * gw1 + cam[c, 6 + i] * gw2
+                # Jacobian entries and means2d
+                gm2x, gm2y = g_means2d[c, n, 0], g_means2d[c, n, 1]
+                tz2 = tzs * tzs
+                txc, tyc = tzs * uxc, tzs * uyc
+                g_txc = -fx / tz2 * g_j02
+                g_tyc = -fy / tz2 * g_j12
+                g_tzs = (-fx / tz2 * g_j00 - fy / tz2 * g_j11 + 2.0 * fx * txc / (tz2 * tzs) * g_j02
+                         + 2.0 * fy * tyc / (tz2 * tzs) * g_j12 - fx * tx / tz2 * gm2x - fy * ty / tz2 * gm2y)
+                g_tx = fx / tzs * gm2x
+                g_ty = fy / tzs * gm2y
+                # txc = tzs * clamp(tx / tzs): the clamp passes the gradient inside its closed range
+                g_tzs += uxc * g_txc + uyc * g_tyc
+                if ux >= -cam[c, _LIM] and ux <= cam[c, _LIM + 1]:
+                    g_tx += g_txc
+                    g_tzs -= g_txc * ux
+                if uy >= -cam[c, _LIM + 2] and uy <= cam[c, _LIM + 3]:
+                    g_ty += g_tyc
+                    g_tzs -= g_tyc * uy
+                g_tz = g_depths[c, n] + (g_tzs if tz > near else 0.0)
+                gmx += cam[c, 0] * g_tx + cam[c, 3] * g_ty + cam[c, 6] * g_tz
+                gmy += cam[c, 1] * g_tx + cam[c, 4] * g_ty + cam[c, 7] * g_tz
+                gmz += cam[c, 2] * g_tx + cam[c, 5] * g_ty + cam[c, 8] * g_tz
+                if degree >= 0:
+                    dx, dy, dz = mx - cam[c, _CEN], my - cam[c, _CEN + 1], mz - cam[c, _CEN + 2]
+                    nrm = math.sqrt(dx * dx + dy * dy + dz * dz)
+                    inv = 1.0 / max(nrm, 1e-12)
+                    ex, ey, ez = dx * inv, dy * inv, dz * inv
+                    _sh_bases(degree, ex, ey, ez, bases)
+                    for k in range(nb):
+                        gb[k] = 0.0
+                    for ch in range(3):
+                        s = 0.0
+                        for k in range(nb):
+                            s += bases[k] * sh[n, k, ch]
+                        if s + 0.5 >= 0.0:  # clamp_min(., 0) passes the gradient where x >= 0
+                            gcol = g_colors[c, n, ch]
+                            for k in range(nb):
+                                g_sh[n, k, ch] += bases[k] * gcol
+                                gb[k] += sh[n, k, ch] * gcol
+                    gex, gey, gez = _sh_bases_vjp(degree, ex, ey, ez, gb)
+                    if nrm > 1e-12:  # normalize's Jacobian (I - e e^T) / |d|
+                        dot = ex * gex + ey * gey + ez * gez
+                        gmx += (gex - ex * dot) * inv
+                        gmy += (gey - ey * dot) * inv
+                        gmz += (gez - ez * dot) * inv
+                    else:
+                        gmx += gex * inv
+                        gmy += gey * inv
+                        gmz += gez * inv
+            g_means[n, 0], g_means[n, 1], g_means[n, 2] = gmx, gmy, gmz
+            # M = R diag(s)
+            for i in range(3):
+                for j in range(3):
+                    gR[3 * i + j] = gM[3 * i + j] * scales[n, j]
+                    g_scales[n, j] += gM[3 * i + j] * R[3 * i + j]
+            # R(q) for the normalised q = (w, x, y, z)
+            gw = 2.0 * (-z * gR[1] + y * gR[2] + z * gR[3] - x * gR[5] - y * gR[6] + x * gR[7])
+            gx = 2.0 * (y * gR[1] + z * gR[2] + y * gR[3] - 2.0 * x * gR[4] - w * gR[5] + z * gR[6] + w * gR[7]
+                        - 2.0 * x * gR[8])
+            gy = 2.0 * (-2.0 * y * gR[0] + x * gR[1] + w * gR[2] + x * gR[3] + z * gR[5] - w * gR[6] + z * gR[7]
+                        - 2.0 * y * gR[8])
+            gz = 2.0 * (-2.0 * z * gR[0] - w * gR[1] + x * gR[2] + w * gR[3] - 2.0 * z * gR[4] + y * gR[5] + x * gR[6]
+                        + y * gR[7])
+            inv = 1.0 / max(qn, 1e-12)
+            if qn > 1e-12:
+                dot = w * gw + x * gx + y * gy + z * gz
+                gw, gx, gy, gz = gw - w * dot, gx - x * dot, gy - y * dot, gz - z * dot
+            g_quats[n, 0], g_quats[n, 1], g_quats[n, 2], g_quats[n, 3] = gw * inv, gx * inv, gy * inv, gz * inv
     return g_means, g_quats, g_scales, g_sh
 
 
