@@ -28,11 +28,12 @@ from __future__ import annotations
 import itertools
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from splat4d.fields import hexplane_cpu
+from splat4d.fields import hexplane_cpu, hexplane_cpu_flat
 
 PAIRS: tuple[tuple[int, int], ...] = tuple(itertools.combinations(range(4), 2))
 """Coordinate pairs of the six planes: (0,1) xy, (0,2) xz, (0,3) xt, (1,2) yz, (1,3) yt, (2,3) zt."""
@@ -97,6 +98,9 @@ class HexPlane(nn.Module):
         multires: spatial resolution multipliers, one scale each; the time resolution is not multiplied.
         backend: "auto" (the fused numba kernels of `hexplane_cpu` for float32 on the CPU, else torch),
             "cpu" or "torch" (`grid_sample`; the reference the fused kernels are tested against).
+        fused: store the planes channels-last and read them in place (`hexplane_cpu`), and fuse the
+            regularisers; False: contiguous planes copied per call (`hexplane_cpu_flat`, the previous
+            kernels) and the regularisers in torch. Values are the same either way.
 
     Attributes:
         grids: ModuleList over scales of ParameterList of the six planes (order ``PAIRS``).
@@ -113,8 +117,10 @@ class HexPlane(nn.Module):
         out_dim: int = 32,
         multires: Sequence[int] = (1, 2),
         backend: str = "auto",
+        fused: bool = True,
     ):
         super().__init__()
+        self.fused = bool(fused)
         if backend not in ("auto", "cpu", "torch"):
             raise ValueError(f"backend must be auto, cpu or torch, got {backend!r}")
         self.backend = backend
@@ -132,7 +138,10 @@ class HexPlane(nn.Module):
             reso = [r * m for r in self.resolution[:3]] + [self.resolution[3]]
             planes = nn.ParameterList()
             for a, b in PAIRS:
-                p = nn.Parameter(torch.empty(1, self.out_dim, reso[b], reso[a], device=self.bounds.device))
+                p = torch.empty(1, self.out_dim, reso[b], reso[a], device=self.bounds.device)
+                if self.fused:
+                    p = p.to(memory_format=torch.channels_last)
+                p = nn.Parameter(p)
                 if b == 3:
                     nn.init.ones_(p)
                 else:
@@ -140,7 +149,7 @@ class HexPlane(nn.Module):
                 planes.append(p)
             self.grids.append(planes)
 
-    _table = None  # plane layout for the fused kernels (shapes never change after construction)
+    _table = None  # (kernel module, its plane table): shapes never change after construction
 
     def _use_cpu_kernels(self, pts: Tensor) -> bool:
         if self.backend == "torch":
@@ -182,9 +191,10 @@ class HexPlane(nn.Module):
         pts = self.normalize(xyz, t)  # [N, 4]
         if self._use_cpu_kernels(pts):
             planes = [p for scale in self.grids for p in scale]
-            if self._table is None:
-                self._table = hexplane_cpu.plane_table(planes, PAIRS)
-            return hexplane_cpu.HexPlaneCPU.apply(pts, self._table, len(self.grids), *planes)
+            kernels = hexplane_cpu if self.fused else hexplane_cpu_flat
+            if self._table is None or self._table[0] is not kernels:
+                self._table = (kernels, kernels.plane_table(planes, PAIRS))
+            return kernels.HexPlaneCPU.apply(pts, self._table[1], len(self.grids), *planes)
         feats = []
         for planes in self.grids:
             f = None
@@ -217,6 +227,21 @@ class HexPlane(nn.Module):
     def time_l1(self) -> Tensor:
         """Sum over scales and time planes of mean |1 - plane| (pulls time planes toward "no motion")."""
         return torch.stack([(1.0 - p).abs().mean() for p in self.time_planes()]).sum()
+
+    def regularisation(self, tv_weight: float, smoothness_weight: float, l1_weight: float,
+                       fused: bool | None = None) -> Tensor:
+        """tv_weight * plane_tv() + smoothness_weight * time_smoothness() + l1_weight * time_l1() (0-dim).
+
+        `fused` (default: the module's `fused`; float32 planes on the CPU, backend not "torch") computes
+        all three and their gradients in one numba pass (`hexplane_cpu.plane_regularisers`); otherwise
+        the torch ops above, its twin."""
+        planes = [p for scale in self.grids for p in scale]
+        fused = self.fused if fused is None else fused
+        if fused and self.backend != "torch" and planes[0].device.type == "cpu" and planes[0].dtype == torch.float32:
+            kinds = np.array([int(3 in PAIRS[i % len(PAIRS)]) for i in range(len(planes))], dtype=np.int64)
+            weights = (float(tv_weight), float(smoothness_weight), float(l1_weight))
+            return hexplane_cpu.HexPlaneRegCPU.apply(kinds, weights, *planes)
+        return tv_weight * self.plane_tv() + smoothness_weight * self.time_smoothness() + l1_weight * self.time_l1()
 
     def extra_repr(self) -> str:
         return f"resolution={self.resolution}, out_dim={self.out_dim}, multires={self.multires}"

@@ -90,6 +90,11 @@ class Method(nn.Module):
         return 0
 
     @property
+    def fused_optimizer(self) -> bool:
+        """Whether the Trainer should step this method's parameters with torch's fused Adam on the CPU."""
+        return False
+
+    @property
     def wants_alphas(self) -> bool:
         """Whether `loss` needs the scene's foreground masks in `Batch.alphas`. The Trainer then loads
         them (and refuses a scene without masks); otherwise `Batch.alphas` is None."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from splat4d.cameras import Cameras
 from splat4d.config_checks import check_bool, check_float, check_int, check_ints, check_positive_lrs
 from splat4d.fields.hexplane import HexPlane
 from splat4d.fields.mlp import MLP
+from splat4d.fields.sparse_mlp import mlp_rows
 from splat4d.gaussians import Gaussians
 from splat4d.methods.base import Batch, register
 from splat4d.methods.gaussian_base import GaussianConfig, GaussianMethod
@@ -75,11 +77,19 @@ class DeformableConfig(GaussianConfig):
 
 
 class Deformation(nn.Module):
-    """HexPlane features -> trunk -> heads (ReLU, Linear, ReLU, Linear) for each updated attribute."""
+    """HexPlane features -> trunk -> heads (ReLU, Linear, ReLU, Linear) for each updated attribute.
+
+    With `cfg.fused_cpu` the heads run as one network: their first layers concatenated into one
+    Linear(W, heads * W) and their second layers as one block-diagonal Linear, built from the per-head
+    parameters on every call (so parameters, state-dict keys and checkpoints are the same either way,
+    and outputs equal up to float rounding): two matrix products instead of six, one ReLU of the trunk
+    output instead of one per head, and the backward only over the Gaussians whose updates receive a
+    gradient (`sparse_mlp`; the HexPlane kernels skip the others too)."""
 
     def __init__(self, cfg: DeformableConfig, bounds: Tensor, time_res: int, sh_dim: int):
         super().__init__()
-        self.hexplane = HexPlane(bounds, (*cfg.grid_resolution, time_res), cfg.grid_dim, cfg.multires)
+        self.hexplane = HexPlane(bounds, (*cfg.grid_resolution, time_res), cfg.grid_dim, cfg.multires,
+                                 fused=cfg.fused_cpu)
         W = cfg.width
         self.trunk = MLP(self.hexplane.feat_dim, W, W, max(cfg.depth - 1, 0))
         outs = {"xyz": 3, "scale": 3, "rot": 4}
@@ -88,10 +98,22 @@ class Deformation(nn.Module):
         if cfg.deform_sh:
             outs["sh"] = sh_dim
         self.heads = nn.ModuleDict({k: nn.Sequential(nn.ReLU(), MLP(W, W, n, 1, out_init_zero=True)) for k, n in outs.items()})
+        self.fused = cfg.fused_cpu
 
     def forward(self, xyz: Tensor, t: float) -> dict[str, Tensor]:
-        h = self.trunk(self.hexplane(xyz, t))
-        return {k: head(h) for k, head in self.heads.items()}
+        """Updates {name: [N, n]} of the Gaussians at xyz [N, 3] and time t."""
+        feats = self.hexplane(xyz, t)  # [N, F]
+        if not self.fused:
+            h = self.trunk(feats)  # [N, W]
+            return {k: head(h) for k, head in self.heads.items()}
+        trunk = [m for m in self.trunk.net if isinstance(m, nn.Linear)]
+        first = [head[1].net[0] for head in self.heads.values()]
+        second = [head[1].net[2] for head in self.heads.values()]
+        weights = [m.weight for m in trunk] + [torch.cat([m.weight for m in first]),
+                                               torch.block_diag(*[m.weight for m in second])]
+        biases = [m.bias for m in trunk] + [torch.cat([m.bias for m in first]), torch.cat([m.bias for m in second])]
+        out = mlp_rows(feats, weights, biases)  # [N, sum of head widths]
+        return dict(zip(self.heads.keys(), out.split([m.out_features for m in second], dim=1)))
 
 
 @register
@@ -139,8 +161,7 @@ class DeformableGaussians(GaussianMethod):
         loss, logs = self.photometric(batch, outs)
         if bool(self.dynamic):
             c, hp = self.cfg, self.deformation.hexplane
-            reg = c.plane_tv_weight * hp.plane_tv() + c.time_smoothness_weight * hp.time_smoothness()
-            reg = reg + c.time_l1_weight * hp.time_l1()
+            reg = hp.regularisation(c.plane_tv_weight, c.time_smoothness_weight, c.time_l1_weight)
             loss = loss + reg
             logs["reg"] = float(reg.detach())
         return loss, logs

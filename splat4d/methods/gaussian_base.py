@@ -59,6 +59,9 @@ class GaussianConfig:
     """Rasterizer backend: auto, cpu, torch or cuda."""
     antialiased: bool = False
     """Opacity compensation for the eps2d blur (gsplat's antialiased mode)."""
+    fused_cpu: bool = True
+    """CPU backend: project, evaluate SH (and, in `deformable`, run the deformation heads) in fused numba
+    kernels / batched matrix products. False: the unfused torch ops (kept for comparison)."""
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     """Adaptive density control."""
 
@@ -75,6 +78,7 @@ class GaussianConfig:
         check_float(f"{prefix}.lambda_mask", self.lambda_mask, 0)
         check_choice(f"{prefix}.backend", self.backend, BACKENDS)
         check_bool(f"{prefix}.antialiased", self.antialiased)
+        check_bool(f"{prefix}.fused_cpu", self.fused_cpu)
         validate_nested(self, "densify", DensifyConfig, prefix)
 
 
@@ -134,6 +138,10 @@ class GaussianMethod(Method):
         return self.gaussian_param_groups(total_steps)
 
     @property
+    def fused_optimizer(self) -> bool:
+        return self.cfg.fused_cpu
+
+    @property
     def wants_alphas(self) -> bool:
         return self.cfg.lambda_mask > 0
 
@@ -141,7 +149,7 @@ class GaussianMethod(Method):
         """(1 - lambda_ssim) L1 + lambda_ssim (1 - SSIM), plus lambda_mask times the L1 distance of the
         rendered alpha to `batch.alphas` when lambda_mask > 0."""
         pred = torch.cat([o.rgb for o in outs])
-        loss, logs = photometric_loss(pred, batch.images, self.cfg.lambda_ssim)
+        loss, logs = photometric_loss(pred, batch.images, self.cfg.lambda_ssim, fused=self.cfg.fused_cpu)
         if self.cfg.lambda_mask > 0:
             if batch.alphas is None:
                 raise ConfigError("lambda_mask > 0 needs foreground masks in the batch (Batch.alphas is None)")
@@ -178,5 +186,6 @@ class GaussianMethod(Method):
     def splat(self, means, quats, scales, opacities, sh, cameras: Cameras, background, **kw) -> RenderOutput:
         return rasterize(
             means, quats, scales, opacities, sh, cameras, background=background,
-            sh_degree=int(self.active_sh), backend=self.cfg.backend, antialiased=self.cfg.antialiased, **kw,
+            sh_degree=int(self.active_sh), backend=self.cfg.backend, antialiased=self.cfg.antialiased,
+            fused_cpu=self.cfg.fused_cpu, **kw,
         )

@@ -18,6 +18,7 @@ from splat4d.errors import ConfigError
 from splat4d.fields.sh import eval_sh
 from splat4d.render.composite import composite_cpu, composite_dense
 from splat4d.render.projection import covariances, project_gaussians
+from splat4d.render.projection_cpu import project_sh_cpu
 
 BACKENDS = ("auto", "cpu", "torch", "cuda")
 
@@ -75,12 +76,15 @@ def rasterize(
     antialiased: bool = False,
     tile_size: int = 16,
     return_weights: bool = False,
+    fused_cpu: bool = True,
 ) -> RenderOutput:
     """Render N Gaussians into C cameras.
 
     With `sh_degree` set, `colors` are SH coefficients [N, K, 3] and the colour seen from each camera is
     clamp_min(SH(dir) + 0.5, 0) as in gsplat. `antialiased` multiplies opacities by the eps2d
-    compensation (gsplat's "antialiased" mode). `return_weights` fills meta["weights"].
+    compensation (gsplat's "antialiased" mode). `return_weights` fills meta["weights"]. `fused_cpu`
+    (backend "cpu") projects and evaluates SH in one numba kernel (`projection_cpu`); False runs the
+    torch ops of `projection` and `fields.sh`, which the "torch" backend always uses.
     """
     device = means.device
     backend = resolve_backend(backend, device)
@@ -92,44 +96,65 @@ def rasterize(
             antialiased, tile_size, return_weights,
         )
 
-    proj = project_gaussians(
-        means, covariances(quats, scales), cams.viewmats, cams.Ks, cams.width, cams.height, eps2d, near_plane, far_plane
-    )
-    feats = _features(means, colors, cams, sh_degree, proj.radii)  # [C, N, D]
+    if backend == "cpu" and fused_cpu and _fusable(means, cams):
+        _check_colors(colors, C, sh_degree)
+        sh = colors if sh_degree is not None else None
+        radii, means2d, depths, conics, comps, feats = project_sh_cpu(
+            means, quats, scales, cams.viewmats, cams.Ks, cams.width, cams.height, eps2d, near_plane, far_plane,
+            sh, sh_degree,
+        )
+        if feats is None:
+            feats = _features(means, colors, cams, None, radii)
+    else:
+        proj = project_gaussians(
+            means, covariances(quats, scales), cams.viewmats, cams.Ks, cams.width, cams.height, eps2d, near_plane,
+            far_plane,
+        )
+        radii, means2d, depths, conics, comps = proj.radii, proj.means2d, proj.depths, proj.conics, proj.compensations
+        feats = _features(means, colors, cams, sh_degree, radii)  # [C, N, D]
     D = feats.shape[-1]
     opac = opacities[None].expand(C, N)
     if antialiased:
-        opac = opac * proj.compensations
+        opac = opac * comps
     bg = _background(background, C, D, feats)
     # depth rides along as one more feature channel, composited with a zero background
-    feats_d = torch.cat([feats, proj.depths[..., None]], dim=-1)
+    feats_d = torch.cat([feats, depths[..., None]], dim=-1)
     bg_d = torch.cat([bg, torch.zeros_like(bg[:, :1])], dim=-1)
-    means2d = proj.means2d
     if means2d.requires_grad:
         means2d.retain_grad()
     composite = composite_cpu if backend == "cpu" else composite_dense
     out, alpha, weights = composite(
-        means2d, proj.conics, opac, feats_d, bg_d, proj.radii, proj.depths, cams.width, cams.height, tile_size
+        means2d, conics, opac, feats_d, bg_d, radii, depths, cams.width, cams.height, tile_size
     )
     depth = torch.where(alpha > 0, out[..., D:] / alpha.clamp_min(1e-10), torch.zeros_like(alpha))
     meta = dict(
-        means2d=means2d, radii=proj.radii, depths=proj.depths, conics=proj.conics,
-        visible=(proj.radii > 0).all(-1), weights=weights if return_weights else None,
+        means2d=means2d, radii=radii, depths=depths, conics=conics,
+        visible=(radii > 0).all(-1), weights=weights if return_weights else None,
         width=cams.width, height=cams.height, backend=backend,
     )
     return RenderOutput(out[..., :D], alpha, depth, meta)
 
 
-def _features(means: Tensor, colors: Tensor, cams: Cameras, sh_degree: int | None, radii: Tensor) -> Tensor:
-    C, N = len(cams), means.shape[0]
+def _fusable(means: Tensor, cams: Cameras) -> bool:
+    """The fused CPU projection takes CPU float32/float64 tensors and fixed cameras."""
+    return (means.device.type == "cpu" and means.dtype in (torch.float32, torch.float64)
+            and not cams.viewmats.requires_grad and not cams.Ks.requires_grad)
+
+
+def _check_colors(colors: Tensor, C: int, sh_degree: int | None) -> None:
     if sh_degree is None:
-        if colors.dim() == 2:
-            return colors[None].expand(C, N, colors.shape[-1])
-        if colors.dim() == 3 and colors.shape[0] == C:
-            return colors
+        if colors.dim() == 2 or (colors.dim() == 3 and colors.shape[0] == C):
+            return
         raise ConfigError(f"colors must be [N, D] or [C, N, D] without sh_degree, got {tuple(colors.shape)}")
     if colors.dim() != 3 or colors.shape[-1] != 3:
         raise ConfigError(f"SH colors must be [N, K, 3], got {tuple(colors.shape)}")
+
+
+def _features(means: Tensor, colors: Tensor, cams: Cameras, sh_degree: int | None, radii: Tensor) -> Tensor:
+    C, N = len(cams), means.shape[0]
+    _check_colors(colors, C, sh_degree)
+    if sh_degree is None:
+        return colors[None].expand(C, N, colors.shape[-1]) if colors.dim() == 2 else colors
     dirs = means[None] - cams.centers[:, None]  # [C, N, 3]
     rgb = eval_sh(sh_degree, colors[None].expand(C, -1, -1, -1), dirs)
     return torch.clamp_min(rgb + 0.5, 0.0)

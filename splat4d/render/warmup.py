@@ -1,4 +1,5 @@
-"""Compile (or load from numba's cache) the CPU kernels once (rasterizer and HexPlane):
+"""Compile (or load from numba's cache) the CPU kernels once (fused projection + SH, rasterizer, HexPlane
+lookup and regularisers, SSIM):
 `python -m splat4d.render.warmup`.
 
 Run before the test suite so a cold JIT (~20 s) is paid once, not inside a timed test.
@@ -30,7 +31,12 @@ def warmup() -> float:
     from splat4d.fields.hexplane import HexPlane
 
     field = HexPlane([[-1.0] * 3, [1.0] * 3], resolution=(4, 4, 4, 3), out_dim=4, multires=(1, 2), backend="cpu")
-    field(means, 0.5).sum().backward()
+    (field(means, 0.5).sum() + field.regularisation(1.0, 1.0, 1.0)).backward()
+
+    from splat4d.train.ssim_cpu import ssim_cpu
+
+    img = torch.rand(1, 12, 14, 3, generator=g, device="cpu").requires_grad_()
+    ssim_cpu(img, torch.rand(1, 12, 14, 3, generator=g, device="cpu")).backward()
     return time.perf_counter() - t0
 
 

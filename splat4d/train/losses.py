@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from splat4d.metrics import psnr, ssim
+from splat4d.train.ssim_cpu import ssim_cpu
 
 
-def photometric_loss(pred: Tensor, target: Tensor, lambda_ssim: float = 0.2) -> tuple[Tensor, dict]:
-    """(1 - lambda) L1 + lambda (1 - SSIM) on images [B, H, W, 3]; logs l1 and psnr."""
+def photometric_loss(pred: Tensor, target: Tensor, lambda_ssim: float = 0.2,
+                     fused: bool = False) -> tuple[Tensor, dict]:
+    """(1 - lambda) L1 + lambda (1 - SSIM) on images [B, H, W, 3]; logs l1 and psnr. `fused` computes SSIM
+    for CPU float tensors with the numba kernels of `ssim_cpu` (same value; `metrics.ssim` is its twin)."""
     l1 = (pred - target).abs().mean()
     loss = l1
     if lambda_ssim > 0:
-        loss = (1 - lambda_ssim) * l1 + lambda_ssim * (1 - ssim(pred, target))
+        use_fused = fused and pred.device.type == "cpu" and pred.dtype in (torch.float32, torch.float64)
+        s = ssim_cpu(pred, target) if use_fused else ssim(pred, target)
+        loss = (1 - lambda_ssim) * l1 + lambda_ssim * (1 - s)
     return loss, {"l1": float(l1.detach()), "psnr": float(psnr(pred.detach(), target))}

@@ -34,10 +34,19 @@ class ParamGroup:
         return math.exp(math.log(self.lr) * (1 - s) + math.log(self.lr_final) * s)
 
 
-def make_adam(groups: list[ParamGroup]) -> torch.optim.Adam:
+def make_adam(groups: list[ParamGroup], fused: bool = False) -> torch.optim.Adam:
+    """Adam over the named groups. `fused` uses torch's fused kernel (one pass per tensor instead of
+    ~10 elementwise ops; ~3x faster on the CPU, equal up to float rounding)."""
     return torch.optim.Adam(
-        [{"params": g.params, "lr": g.lr, "name": g.name} for g in groups if g.params], lr=0.0, eps=1e-15
+        [{"params": g.params, "lr": g.lr, "name": g.name} for g in groups if g.params], lr=0.0, eps=1e-15,
+        fused=True if fused else None,
     )
+
+
+def set_fused(opt: torch.optim.Optimizer, fused: bool) -> None:
+    """Choose the fused kernel again after `load_state_dict`, which restores the saved groups' choice."""
+    for pg in opt.param_groups:
+        pg["fused"] = True if fused else None
 
 
 def set_learning_rates(opt: torch.optim.Optimizer, groups: list[ParamGroup], step: int) -> None:

@@ -21,7 +21,7 @@ from splat4d.methods.base import Batch, Method
 from splat4d.render.cpu_kernels import start_threads
 from splat4d.train import distributed
 from splat4d.train.checkpoint import load_checkpoint, save_checkpoint, save_config, to_plain
-from splat4d.train.optim import make_adam, set_learning_rates
+from splat4d.train.optim import make_adam, set_fused, set_learning_rates
 
 
 class TrainingDiverged(Splat4DError):
@@ -77,11 +77,15 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.order: list[int] = []
         self.groups = method.param_groups(cfg.iters)
-        self.opt = make_adam(self.groups)
+        self.opt = make_adam(self.groups, self._fused_adam())
         self.background = torch.tensor(scene.background, dtype=torch.float32, device=device)
         self._stop_signal: int | None = None
         self.last_saved: int | None = None
         self._load_views()
+
+    def _fused_adam(self) -> bool:
+        """torch's fused Adam on the CPU when the method asks for it (`Method.fused_optimizer`)."""
+        return self.device.type == "cpu" and self.method.fused_optimizer
 
     # -------------------------------------------------------------- data
     def _load_views(self) -> None:
@@ -159,8 +163,9 @@ class Trainer:
                                   f"settings: {str(e).splitlines()[0]}") from None
         self.method = method.to(self.device)
         self.groups = self.method.param_groups(self.cfg.iters)
-        self.opt = make_adam(self.groups)
+        self.opt = make_adam(self.groups, self._fused_adam())
         self.opt.load_state_dict(ckpt["optimizer"])
+        set_fused(self.opt, self._fused_adam())
         self.gen.set_state(ckpt["sampler"])
         self.order = list(ckpt["order"])
         self.step = self.last_saved = int(ckpt["step"])
