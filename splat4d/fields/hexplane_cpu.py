@@ -168,10 +168,16 @@ def plane_arrays(planes: list[Tensor]) -> tuple[np.ndarray, ...]:
     return tuple(np.ascontiguousarray(p.detach()[0].permute(1, 2, 0).float().numpy()) for p in planes)
 
 
-def _as_planes(arrays: tuple[np.ndarray, ...]) -> list[Tensor]:
-    """[H, W, C] arrays -> [1, C, H, W] tensors sharing their memory, with exactly the strides of a
-    channels-last parameter (so autograd sums and accumulates them without a layout copy)."""
-    return [torch.from_numpy(a[None]).permute(0, 3, 1, 2) for a in arrays]
+def _grad_buffers(arrays: tuple[np.ndarray, ...], zero: bool) -> tuple[list[Tensor], tuple[np.ndarray, ...]]:
+    """Gradient tensors [1, C, H, W] with exactly the strides of a channels-last parameter, and [H, W, C]
+    numpy views of them for the kernels to write. torch owns the memory, so autograd's AccumulateGrad
+    takes such a gradient as the parameter's .grad without copying it (it copies numpy-owned ones)."""
+    bufs = [torch.empty((1, a.shape[2], a.shape[0], a.shape[1]), dtype=torch.float32, device="cpu",
+                        memory_format=torch.channels_last) for a in arrays]
+    if zero:
+        for b in bufs:
+            b.zero_()
+    return bufs, tuple(b.permute(0, 2, 3, 1).numpy()[0] for b in bufs)
 
 
 def plane_table(planes: list[Tensor], pairs) -> np.ndarray:
@@ -209,9 +215,8 @@ class HexPlaneCPU(torch.autograd.Function):
         g_pts[order] = g_pts_sorted
         g_planes = [None] * len(arrays)
         if any(ctx.needs_input_grad[3:]):
-            grads = tuple(np.zeros_like(a) for a in arrays)
+            g_planes, grads = _grad_buffers(arrays, zero=True)
             hexplane_backward_planes(grads, meta, pts_np, g_vals)
-            g_planes = _as_planes(grads)
         return (torch.from_numpy(g_pts) if ctx.needs_input_grad[0] else None, None, None, *g_planes)
 
 
@@ -317,15 +322,14 @@ class HexPlaneRegCPU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, kinds: np.ndarray, weights: tuple, *planes: Tensor) -> Tensor:
         arrays = plane_arrays(planes)
-        grads = tuple(np.empty_like(a) for a in arrays)
+        ctx.grads, grads = _grad_buffers(arrays, zero=False)
         value = plane_regularisers(arrays, kinds, *weights, grads)
-        ctx.grads = grads
         return torch.tensor(value, dtype=planes[0].dtype, device="cpu")
 
     @staticmethod
     def backward(ctx, g: Tensor):
         scale = float(g)
-        out = _as_planes(ctx.grads)
+        out, ctx.grads = ctx.grads, None
         if scale != 1.0:
             out = [t * scale for t in out]
         return (None, None, *out)

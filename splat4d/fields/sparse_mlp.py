@@ -28,14 +28,14 @@ class _MLPRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, n_layers: int, *wb: Tensor) -> Tensor:
         weights, biases = wb[:n_layers], wb[n_layers:]
-        pre = []  # pre-activations of the hidden layers
+        acts = []  # hidden activations relu(pre) (relu(a) > 0 exactly where a > 0: all the backward needs)
         h = x
         for i, (w, b) in enumerate(zip(weights, biases)):
             h = F.linear(h, w, b)
             if i < n_layers - 1:
-                pre.append(h)
-                h = F.relu(h)
-        ctx.save_for_backward(x, *weights, *pre)
+                h = h.relu_()
+                acts.append(h)
+        ctx.save_for_backward(x, *weights, *acts)
         ctx.n_layers = n_layers
         return h
 
@@ -43,24 +43,22 @@ class _MLPRows(torch.autograd.Function):
     def backward(ctx, g_out: Tensor):
         n = ctx.n_layers
         saved = ctx.saved_tensors
-        x, weights, pre = saved[0], saved[1 : 1 + n], saved[1 + n :]
+        x, weights, acts = saved[0], saved[1 : 1 + n], saved[1 + n :]
         rows = torch.nonzero(g_out.ne(0).any(dim=1)).squeeze(1)
         every = rows.numel() == g_out.shape[0]
         g = g_out if every else g_out.index_select(0, rows)
         g_w, g_b = [None] * n, [None] * n
         for i in range(n - 1, -1, -1):
             if i > 0:
-                a = pre[i - 1] if every else pre[i - 1].index_select(0, rows)
-                inp = F.relu(a)
+                inp = acts[i - 1] if every else acts[i - 1].index_select(0, rows)
             else:
-                a = None
                 inp = x if every else x.index_select(0, rows)
             g_w[i] = g.t() @ inp
             g_b[i] = g.sum(0)
             if i > 0 or ctx.needs_input_grad[0]:
                 g = g @ weights[i]
-                if a is not None:
-                    g = g * (a > 0)
+                if i > 0:
+                    g = g * (inp > 0)
         g_x = None
         if ctx.needs_input_grad[0]:
             g_x = g if every else torch.zeros_like(x).index_copy_(0, rows, g)

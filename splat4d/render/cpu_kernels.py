@@ -15,6 +15,7 @@ no atomics, bit-identical from run to run.
 from __future__ import annotations
 
 import math
+import os
 
 import numba
 import numpy as np
@@ -33,9 +34,22 @@ def _touch_threads(n):
     return out
 
 
-def start_threads() -> None:
-    """Start numba's thread pool now. Its first parallel launch resets OpenMP's thread count, which
-    torch shares, so a `torch.set_num_threads` made before that launch is silently undone."""
+def start_threads(layer: str = "workqueue") -> None:
+    """Start numba's thread pool now, on threading layer `layer` unless the pool already runs or
+    NUMBA_THREADING_LAYER chooses one. Under OpenMP (numba's default where torch brings libgomp) the
+    first parallel launch resets the OpenMP thread count torch shares, so a `torch.set_num_threads`
+    made before it is silently undone.
+
+    Training asks for "workqueue": OpenMP's workers spin-wait after every parallel region, and when
+    other processes share the cores (training runs beside other work on 2 cores) a kernel of 0.2 ms
+    then took 7-12 ms per launch, and a training iteration 2-3x as long; numba's workqueue threads
+    sleep instead. The workqueue layer must not run kernels from two Python threads at once (numba
+    stops the process): training launches them from one thread only."""
+    try:
+        numba.threading_layer()  # raises until the pool has started
+    except ValueError:
+        if layer and "NUMBA_THREADING_LAYER" not in os.environ:
+            numba.config.THREADING_LAYER = layer
     _touch_threads(2)
 
 
