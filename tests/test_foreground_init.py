@@ -28,11 +28,12 @@ def test_points_lie_on_foreground_rays_inside_the_box(scene):
     rays = foreground_rays(scene)
     assert len(rays.origins) > 0 and rays.pixels_per_view > 0
     gen = torch.Generator().manual_seed(0)
-    pts, cols = points_on_rays(rays, scene.bounds, 500, gen)
+    pts, cols, times = points_on_rays(rays, scene.bounds, 500, gen)
     assert pts.shape == (500, 3) and cols.shape == (500, 3)
     lo, hi = scene.bounds
     assert bool(((pts >= lo - 1e-4) & (pts <= hi + 1e-4)).all())
-    # every point projects onto a foreground pixel of some training view with that pixel's colour
+    # every point projects onto a foreground pixel of some training view with that pixel's colour, and
+    # carries that view's time
     views = scene.split("train")
     cams = scene.cameras("train")
     hits = torch.zeros(len(pts), dtype=torch.bool)
@@ -46,7 +47,7 @@ def test_points_lie_on_foreground_rays_inside_the_box(scene):
         on[ok] = fg[px[ok, 1], px[ok, 0]]
         same = (torch.from_numpy(img)[px[ok, 1], px[ok, 0]].float() / 255 - cols[ok]).abs().max(-1).values < 1e-6
         on[ok] &= same
-        hits |= on
+        hits |= on & (times == float(v.time))
     assert hits.float().mean() > 0.99
 
 
@@ -54,7 +55,7 @@ def test_no_foreground_gives_no_points(scene):
     blank = load_scene("synthetic:tiny", objects=())
     rays = foreground_rays(blank)
     assert len(rays.origins) == 0 and rays.pixels_per_view == 0
-    pts, _ = points_on_rays(rays, blank.bounds, 100, torch.Generator().manual_seed(0))
+    pts, _, _ = points_on_rays(rays, blank.bounds, 100, torch.Generator().manual_seed(0))
     assert pts.shape == (0, 3)
 
 

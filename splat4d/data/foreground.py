@@ -32,6 +32,7 @@ class ForegroundRays(NamedTuple):
     origins: Tensor  # [R, 3]
     dirs: Tensor  # [R, 3] unit
     colors: Tensor  # [R, 3] in [0, 1]
+    times: Tensor  # [R] time of the view each ray comes from
     pixels_per_view: float  # mean foreground pixels of a sampled view
 
 
@@ -42,7 +43,7 @@ def foreground_rays(scene, max_views: int = 64, max_rays_per_view: int = 20000,
     resolution; `pixels_per_view` counts them all)."""
     views = scene.split("train")
     pick = np.unique(np.linspace(0, len(views) - 1, min(max_views, len(views))).round().astype(int))
-    origins, dirs, cols = [torch.zeros(0, 3)], [torch.zeros(0, 3)], [torch.zeros(0, 3)]
+    origins, dirs, cols, times = [torch.zeros(0, 3)], [torch.zeros(0, 3)], [torch.zeros(0, 3)], [torch.zeros(0)]
     total = 0
     for i in pick:
         rgb = scene.image_uint8(views[i])
@@ -59,22 +60,26 @@ def foreground_rays(scene, max_views: int = 64, max_rays_per_view: int = 20000,
         origins.append(o[0][yx].float())
         dirs.append(d[0][yx].float())
         cols.append(torch.from_numpy(rgb[ys, xs].astype(np.float32) / 255.0))
+        times.append(torch.full((len(ys),), float(views[i].time)))
     o, d, c = torch.cat(origins), torch.cat(dirs), torch.cat(cols)
-    return ForegroundRays(o, d, c, total / max(len(pick), 1))
+    return ForegroundRays(o, d, c, torch.cat(times), total / max(len(pick), 1))
 
 
-def points_on_rays(rays: ForegroundRays, bounds: Tensor, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def points_on_rays(rays: ForegroundRays, bounds: Tensor, n: int,
+                   generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """n points at uniform depths inside the box `bounds` [2, 3] on rays drawn uniformly from `rays`, with
-    the rays' colours: (xyz [m, 3], rgb [m, 3]) float32, m = n, or m = 0 when no ray crosses the box."""
+    the rays' colours and times: (xyz [m, 3], rgb [m, 3], t [m]) float32, m = n, or m = 0 when no ray
+    crosses the box."""
     near, far = _box_span(rays.origins, rays.dirs, bounds.float())
     hit = far > near
     if n <= 0 or not bool(hit.any()):
-        return torch.zeros(0, 3), torch.zeros(0, 3)
+        return torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0)
     o, d, c, near, far = rays.origins[hit], rays.dirs[hit], rays.colors[hit], near[hit], far[hit]
+    times = rays.times[hit]
     idx = torch.randint(len(o), (n,), generator=generator, device="cpu")
     u = torch.rand(n, generator=generator, device="cpu")
     depth = near[idx] + u * (far[idx] - near[idx])
-    return o[idx] + depth[:, None] * d[idx], c[idx]
+    return o[idx] + depth[:, None] * d[idx], c[idx], times[idx]
 
 
 def _box_span(o: Tensor, d: Tensor, bounds: Tensor) -> tuple[Tensor, Tensor]:

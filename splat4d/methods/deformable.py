@@ -47,6 +47,16 @@ class DeformableConfig(GaussianConfig):
     """Also predict an opacity update."""
     deform_sh: bool = False
     """Also predict an SH update."""
+    temporal_opacity: bool = False
+    """Give every Gaussian a temporal opacity, exp(-(t - t_mean)^2 / (2 t_scale^2)) times its opacity, with
+    learned t_mean and t_scale (as in 4D Gaussian splatting and Spacetime Gaussians), so content that is
+    somewhere only for a while need not be moved away or hidden by the deformation field."""
+    t_scale_init: float = 0.25
+    """Initial temporal standard deviation (fraction of the clip); centres start uniform in [0, 1]."""
+    lr_t_means: float = 1e-3
+    """Learning rate of the temporal centres."""
+    lr_t_scales: float = 5e-3
+    """Learning rate of the temporal log-scales."""
     lr_grid: float = 1.6e-2
     """HexPlane learning rate (decays to 1/100). 10x 4DGaussians' 1.6e-3, which is tuned for ~14k dynamic
     iterations; at the few thousand a CPU run affords, motion is otherwise barely learned."""
@@ -71,7 +81,9 @@ class DeformableConfig(GaussianConfig):
         check_int(f"{prefix}.depth", self.depth, 1)
         check_bool(f"{prefix}.deform_opacity", self.deform_opacity)
         check_bool(f"{prefix}.deform_sh", self.deform_sh)
-        check_positive_lrs(self, prefix, ("lr_grid", "lr_deform"))
+        check_bool(f"{prefix}.temporal_opacity", self.temporal_opacity)
+        check_float(f"{prefix}.t_scale_init", self.t_scale_init, 0, lo_open=True)
+        check_positive_lrs(self, prefix, ("lr_grid", "lr_deform", "lr_t_means", "lr_t_scales"))
         for name in ("plane_tv_weight", "time_smoothness_weight", "time_l1_weight"):
             check_float(f"{prefix}.{name}", getattr(self, name), 0)
 
@@ -131,7 +143,8 @@ class DeformableGaussians(GaussianMethod):
 
     @classmethod
     def from_scene(cls, scene, cfg: DeformableConfig, generator: torch.Generator | None = None) -> "DeformableGaussians":
-        gaussians, extent = cls.init_gaussians(scene, cfg, generator)
+        temporal = (cfg.t_scale_init, cfg.densify.clone_t_scale) if cfg.temporal_opacity else None
+        gaussians, extent = cls.init_gaussians(scene, cfg, generator, temporal)
         time_res = cfg.time_resolution or auto_time_resolution(scene.num_frames, scene.views_per_time("train"))
         bounds = _padded_bounds(scene.bounds.float(), gaussians.means.detach())
         return cls(cfg, gaussians, extent, bounds, time_res)
@@ -147,7 +160,12 @@ class DeformableGaussians(GaussianMethod):
         self.coarse_iters.fill_(round(c.coarse_fraction * total_steps))
         start = int(self.coarse_iters)
         d = self.deformation
-        return self.gaussian_param_groups(total_steps) + [
+        temporal = []
+        if self.gaussians.temporal:
+            g = self.gaussians
+            temporal = [ParamGroup("t_means", [g.t_means], c.lr_t_means, per_gaussian=True),
+                        ParamGroup("t_log_scales", [g.t_log_scales], c.lr_t_scales, per_gaussian=True)]
+        return self.gaussian_param_groups(total_steps) + temporal + [
             ParamGroup("hexplane", list(d.hexplane.parameters()), c.lr_grid, c.lr_grid / 100, total_steps - start, start=start),
             ParamGroup("deform_mlp", list(d.trunk.parameters()) + list(d.heads.parameters()), c.lr_deform,
                        c.lr_deform / 10, total_steps - start, start=start),
@@ -178,13 +196,22 @@ class DeformableGaussians(GaussianMethod):
                 logits = logits + d["opacity"][:, 0]
             if "sh" in d:
                 sh = sh + d["sh"].reshape(sh.shape)
-        return {"means": means, "quats": quats, "scales": torch.exp(log_scales), "opacities": torch.sigmoid(logits), "sh": sh}
+        opacities = torch.sigmoid(logits)
+        if g.temporal:
+            opacities = opacities * g.temporal_factor(t)
+        return {"means": means, "quats": quats, "scales": torch.exp(log_scales), "opacities": opacities, "sh": sh}
 
     def render(self, cameras: Cameras, t: float, background: Tensor | None = None, **kw) -> RenderOutput:
         if self.training and self.cfg.deform_opacity:
             kw.setdefault("return_weights", True)  # pruning keeps faint Gaussians that are seen at some time
+        if self.training and self.gaussians.temporal:
+            kw.setdefault("return_weights", True)
         g = self.gaussians_at(t)
-        return self.splat(g["means"], g["quats"], g["scales"], g["opacities"], g["sh"], cameras, background, **kw)
+        out = self.splat(g["means"], g["quats"], g["scales"], g["opacities"], g["sh"], cameras, background, **kw)
+        if self.gaussians.temporal:  # a Gaussian too faint at this time to draw a pixel is not seen in this view
+            out.meta["visible"] = out.meta["visible"] & (g["opacities"] >= 1.0 / 255.0).to(out.meta["visible"].device)
+            out.meta["time"] = float(t)  # densification centres clones at the time they were needed
+        return out
 
 
 MAX_TIME_RESOLUTION = 150

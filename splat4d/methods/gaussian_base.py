@@ -3,6 +3,7 @@ per-Gaussian parameter groups with 3DGS learning rates, densification, and the p
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -94,10 +95,16 @@ class GaussianMethod(Method):
         self.strategy = DensifyStrategy(cfg.densify, extent)
 
     @staticmethod
-    def init_gaussians(scene, cfg: GaussianConfig, generator: torch.Generator | None = None) -> tuple[Gaussians, float]:
+    def init_gaussians(scene, cfg: GaussianConfig, generator: torch.Generator | None = None,
+                       temporal: tuple[float, float] | None = None) -> tuple[Gaussians, float]:
         """Initial Gaussians and scene extent. Also resolves scene-dependent settings in `cfg` in place
         (densify.grad_threshold 0 -> `auto_grad_threshold`, densify.max_gaussians 0 -> `auto_max_gaussians`),
-        so the saved config shows what was used."""
+        so the saved config shows what was used.
+
+        `temporal` = (scale, ray_scale) gives the Gaussians a temporal opacity: points of the scene's cloud
+        (or the random box) are centred at uniform random times with standard deviation `scale`; points on
+        foreground rays at the time of the view the ray comes from, with `ray_scale` (they stand for what
+        that view showed then)."""
         if cfg.densify.grad_threshold <= 0:
             cfg.densify.grad_threshold = auto_grad_threshold(scene.views_per_time("train"))
         bounds = scene.bounds.float()
@@ -113,13 +120,21 @@ class GaussianMethod(Method):
             lo, hi = bounds[0], bounds[1]
             pts = lo + (hi - lo) * torch.rand(cfg.random_init_points, 3, generator=gen, device="cpu")
             cols = torch.rand(cfg.random_init_points, 3, generator=gen, device="cpu")
+        # drawn only for a temporal model, so other runs consume the generator as before
+        times = torch.rand(len(pts), generator=gen, device="cpu") if temporal else torch.zeros(len(pts))
+        t_log_scales = torch.full((len(pts),), math.log(temporal[0]) if temporal else 0.0)
         if cfg.foreground_init_points > 0 or cfg.densify.max_gaussians <= 0:
             rays = foreground_rays(scene)
-            fg_pts, fg_cols = points_on_rays(rays, bounds, cfg.foreground_init_points, gen)
-            pts, cols = torch.cat([pts, fg_pts]), torch.cat([cols, fg_cols])
+            fg_pts, fg_cols, fg_times = points_on_rays(rays, bounds, cfg.foreground_init_points, gen)
+            pts, cols, times = torch.cat([pts, fg_pts]), torch.cat([cols, fg_cols]), torch.cat([times, fg_times])
+            fg_scale = math.log(temporal[1]) if temporal else 0.0
+            t_log_scales = torch.cat([t_log_scales, torch.full((len(fg_pts),), fg_scale)])
             if cfg.densify.max_gaussians <= 0:
                 cfg.densify.max_gaussians = auto_max_gaussians(rays.pixels_per_view, len(pts))
-        return Gaussians.from_points(pts, cols, cfg.sh_degree, cfg.init_opacity), extent
+        g = Gaussians.from_points(pts, cols, cfg.sh_degree, cfg.init_opacity)
+        if temporal:
+            g = Gaussians(*(getattr(g, k) for k in g.fields), times, t_log_scales)
+        return g, extent
 
     # ------------------------------------------------------------- training
     def gaussian_param_groups(self, total_steps: int) -> list[ParamGroup]:

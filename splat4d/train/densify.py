@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from splat4d.gaussians import FIELDS, Gaussians
+from splat4d.gaussians import Gaussians
 from splat4d.render.projection import quat_to_rotmat
 from splat4d.train import distributed
 from splat4d.train.optim import replace_param
@@ -45,6 +45,10 @@ class DensifyConfig:
     """Reset opacities to 2 x prune_opacity every this many iterations (0: never)."""
     max_gaussians: int = 0
     """Never grow beyond this many Gaussians (0: from the scene, `auto_max_gaussians`)."""
+    clone_t_scale: float = 0.05
+    """Gaussians with a temporal opacity only: a clone is centred at the time of the view in which its
+    parent's gradient was largest, with a temporal standard deviation of at most this (fraction of the
+    clip), so it can take on what is there at that time without disturbing other times."""
 
     def validate(self, prefix: str = "method.densify") -> None:
         """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
@@ -60,6 +64,7 @@ class DensifyConfig:
         check_float(f"{prefix}.prune_scale3d", self.prune_scale3d, 0, lo_open=True)
         check_int(f"{prefix}.reset_every", self.reset_every, 0)
         check_int(f"{prefix}.max_gaussians", self.max_gaussians, 0)
+        check_float(f"{prefix}.clone_t_scale", self.clone_t_scale, 0, lo_open=True)
         if self.reset_every and self.prune_opacity >= 0.5:  # the reset sets opacities to 2 x prune_opacity
             raise ConfigError(f"{prefix}.prune_opacity must be in [0, 0.5) when {prefix}.reset_every > 0 "
                               f"(opacities are reset to twice it), got {self.prune_opacity}")
@@ -117,6 +122,8 @@ class DensifyStrategy:
         self.grad2d: Tensor | None = None  # [N] summed per-view NDC gradient norms
         self.count: Tensor | None = None  # [N] views in which each Gaussian was visible
         self.contribution: Tensor | None = None  # [N] largest blend weight in one view (when renders give it)
+        self.peak: Tensor | None = None  # [N] largest per-view gradient norm (renders that give meta["time"])
+        self.peak_time: Tensor | None = None  # [N] time of that view
         self.seed = seed
         self.gens: dict[str, torch.Generator] = {}
         self._pending_gen_states: dict[str, Tensor] = {}
@@ -140,11 +147,12 @@ class DensifyStrategy:
     def state_dict(self) -> dict:
         gens = {**self._pending_gen_states, **{k: g.get_state() for k, g in self.gens.items()}}
         return {"grad2d": self.grad2d, "count": self.count, "contribution": self.contribution, "gens": gens,
-                "extent": self.extent}
+                "extent": self.extent, "peak": self.peak, "peak_time": self.peak_time}
 
     def load_state_dict(self, state: dict) -> None:
         self.grad2d, self.count, self.extent = state["grad2d"], state["count"], state["extent"]
         self.contribution = state.get("contribution")
+        self.peak, self.peak_time = state.get("peak"), state.get("peak_time")
         self.gens = {}
         # checkpoints before per-device generators held one CPU generator under "gen"
         self._pending_gen_states = dict(state["gens"]) if "gens" in state else {"cpu": state["gen"]}
@@ -155,6 +163,8 @@ class DensifyStrategy:
             self.grad2d, self.count = self.grad2d.to(device), self.count.to(device)
         if self.contribution is not None:
             self.contribution = self.contribution.to(device)
+        if self.peak is not None:
+            self.peak, self.peak_time = self.peak.to(device), self.peak_time.to(device)
         return self
 
     def after_backward(self, gaussians: Gaussians, metas: list[dict], step: int) -> None:
@@ -188,8 +198,20 @@ class DensifyStrategy:
             scale = torch.tensor([meta["width"] / 2.0, meta["height"] / 2.0], dtype=g.dtype, device=g.device)
             norms = (g * (scale * views)).norm(dim=-1)  # [C, N]
             vis = meta["visible"]  # [C, N]
-            self.grad2d += torch.where(vis, norms, torch.zeros_like(norms)).sum(0).to(self.grad2d)
+            seen = torch.where(vis, norms, torch.zeros_like(norms))
+            self.grad2d += seen.sum(0).to(self.grad2d)
             self.count += vis.sum(0).to(self.count)
+            if "time" in meta:
+                self._track_peak(seen.amax(0).to(self.grad2d), float(meta["time"]))
+
+    def _track_peak(self, norms: Tensor, t: float) -> None:
+        """Remember each Gaussian's largest per-view gradient [N] and the time of that view."""
+        if self.peak is None or self.peak.shape[0] != norms.shape[0]:
+            self.peak = torch.zeros_like(norms)
+            self.peak_time = torch.zeros_like(norms)
+        higher = norms > self.peak
+        self.peak = torch.where(higher, norms, self.peak)
+        self.peak_time = torch.where(higher, torch.full_like(norms, t), self.peak_time)
 
     def after_step(self, gaussians: Gaussians, opt: torch.optim.Optimizer, step: int) -> dict:
         """Grow, prune and reset on schedule; returns counts of what happened (empty when nothing did)."""
@@ -203,13 +225,18 @@ class DensifyStrategy:
             contribution = self.contribution
             if contribution is not None:  # the largest over ranks
                 distributed.all_reduce_max_(contribution)
+            if self.peak is not None:  # the time of the largest over ranks
+                local = self.peak.clone()
+                distributed.all_reduce_max_(self.peak)
+                self.peak_time = torch.where(local >= self.peak, self.peak_time, torch.full_like(self.peak_time, -1.0))
+                distributed.all_reduce_max_(self.peak_time)
             if contribution is None:
                 logs.update(self.grow(gaussians, opt))
                 logs.update(self.prune(gaussians, opt, step))
             else:  # the contribution describes the Gaussians before growth: prune first, then grow the rest
                 logs.update(self.prune(gaussians, opt, step, contribution))
                 logs.update(self.grow(gaussians, opt))
-            self.grad2d = self.count = self.contribution = None
+            self.grad2d = self.count = self.contribution = self.peak = self.peak_time = None
         if c.reset_every and step % c.reset_every == 0 and step > 0:
             self.reset_opacity(gaussians, opt)
             logs["reset"] = True
@@ -229,7 +256,8 @@ class DensifyStrategy:
         n_clone, n_split = int(clone.sum()), int(split.sum())
         if n_clone:
             sel = clone.nonzero()[:, 0]
-            self._edit(gaussians, opt, lambda k, p: torch.cat([p, p[sel]]), lambda s: torch.cat([s, torch.zeros_like(s[sel])]))
+            self._edit(gaussians, opt, lambda k, p: torch.cat([p, self._cloned(k, p, sel)]),
+                       lambda s: torch.cat([s, torch.zeros_like(s[sel])]))
         if n_split:
             split = torch.cat([split, torch.zeros(n_clone, dtype=torch.bool, device=split.device)])
             self._split(gaussians, opt, split)
@@ -256,6 +284,8 @@ class DensifyStrategy:
             self._edit(gaussians, opt, lambda k, p: p[keep], lambda s: s[keep])
             if self.grad2d is not None and self.grad2d.shape[0] == keep.shape[0]:
                 self.grad2d, self.count = self.grad2d[keep], self.count[keep]
+            if self.peak is not None and self.peak.shape[0] == keep.shape[0]:
+                self.peak, self.peak_time = self.peak[keep], self.peak_time[keep]
         return {"pruned": n}
 
     @torch.no_grad()
@@ -265,6 +295,17 @@ class DensifyStrategy:
         old = gaussians.opacity_logits
         new = gaussians.replace({"opacity_logits": old.clamp_max(cap)})["opacity_logits"]
         replace_param(opt, old, new, torch.zeros_like)
+
+    def _cloned(self, name: str, p: Tensor, sel: Tensor) -> Tensor:
+        """Values of the clones of Gaussians `sel` for field `name`: copies, except that a temporal opacity
+        is centred at the time of the parent's largest gradient and at most clone_t_scale wide."""
+        if self.peak_time is None or self.peak_time.shape[0] != p.shape[0]:
+            return p[sel]
+        if name == "t_means":
+            return self.peak_time.to(p)[sel]
+        if name == "t_log_scales":
+            return p[sel].clamp_max(math.log(self.cfg.clone_t_scale))
+        return p[sel]
 
     def _split(self, gaussians: Gaussians, opt, split: Tensor) -> None:
         sel = split.nonzero()[:, 0]
@@ -289,7 +330,7 @@ class DensifyStrategy:
     def _edit(self, gaussians: Gaussians, opt, fn_param, fn_state) -> None:
         old = gaussians.params()
         new = gaussians.replace({k: fn_param(k, p.detach()) for k, p in old.items()})
-        for k in FIELDS:
+        for k in gaussians.fields:
             replace_param(opt, old[k], new[k], fn_state)
 
 
