@@ -1,7 +1,7 @@
 """Deformable vs static on one scene with the same iteration budget; prints a table and writes
 benchmarks/results/quality_<scene>.json (see splat4d/bench/quality.py).
 
-Usage: python benchmarks/quality.py [--scene synthetic:default|dnerf] [--iters N] [--max-init-points N]
+Usage: python benchmarks/quality.py [--scene synthetic:default|synthetic:fast|dnerf] [--iters N] [--max-init-points N]
 """
 
 import sys

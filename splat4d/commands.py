@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from splat4d.cameras import Cameras
 from splat4d.errors import ConfigError
@@ -102,9 +103,17 @@ def render_run(run: Path, path: str, out: Path, time: float | None, frames: int,
     return written
 
 
+def visible_gaussians(g: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The activated Gaussians of `gaussians_at` whose opacity can draw a pixel (>= 1/255)."""
+    keep = g["opacities"] >= 1.0 / 255.0
+    return {k: v[keep] for k, v in g.items()}
+
+
 @torch.no_grad()
 def export_run(run: Path, out: Path, times: list[float]) -> list[Path]:
-    """Per-frame 3DGS PLY files of the model deformed to each time (one file, or a folder of them)."""
+    """Per-frame 3DGS PLY files of the model deformed to each time (one file, or a folder of them). Gaussians
+    too faint at that time to draw a pixel (opacity < 1/255, the rasterizer's cut-off; e.g. those a temporal
+    opacity shows at other times only) are left out."""
     from splat4d.io.ply import save_gaussians_ply
 
     method, _, _ = load_run(run)
@@ -113,7 +122,7 @@ def export_run(run: Path, out: Path, times: list[float]) -> list[Path]:
     out = Path(out)
     paths = []
     for i, t in enumerate(times):
-        g = method.gaussians_at(float(t))
+        g = visible_gaussians(method.gaussians_at(float(t)))
         p = out if len(times) == 1 and out.suffix == ".ply" else out / f"frame_{i:04d}_t{t:.4f}.ply"
         paths.append(save_gaussians_ply(p, g["means"], g["quats"], g["scales"], g["opacities"], g["sh"]))
     print(f"wrote {len(paths)} PLY file(s) to {out}")

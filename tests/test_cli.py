@@ -15,6 +15,7 @@ from conftest import ENV, SPLAT4D
 from data_builders import known_cameras, write_dnerf
 
 from splat4d.cli import main
+from splat4d.commands import visible_gaussians
 from splat4d.io.ply import load_gaussians_ply
 from splat4d.io.video import read_video
 from splat4d.methods.deformable import DeformableConfig
@@ -39,7 +40,8 @@ def _no_lpips_weights(monkeypatch):
 def run(tmp_path_factory) -> Path:
     """A deformable run on synthetic:tiny, 8 iterations (deformation on from iteration 2)."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    cfg = DeformableConfig(coarse_fraction=0.25, sh_degree=1, max_init_points=300, grid_resolution=(8, 8, 8),
+    cfg = DeformableConfig(coarse_fraction=0.25, sh_degree=1, max_init_points=300, foreground_init_points=100,
+                           grid_resolution=(8, 8, 8),
                            multires=(1,), grid_dim=8, width=16, densify=DensifyConfig(start=1000))
     fit("deformable", cfg, DataConfig("synthetic:tiny"), TrainConfig(iters=8, save_every=0, device="cpu"), out,
         progress=False)
@@ -143,7 +145,7 @@ def test_eval_writes_metrics_json(run, tmp_path, capsys):
     assert METRIC_KEYS <= set(m)
     assert m["lpips"] is None and m["lpips_note"].startswith("unavailable")
     assert m["iterations"] == 8
-    assert m["num_gaussians"] == 300
+    assert m["num_gaussians"] == 400
     assert 5 < m["psnr"] < 60 and 0 < m["ssim"] <= 1 and m["dssim"] == pytest.approx((1 - m["ssim"]) / 2)
     assert m["fps"] > 0 and m["size_mb"] > 0
     assert len(list((out / "eval").glob("*.png"))) == 4  # one per test view
@@ -182,8 +184,9 @@ def test_export_ply_frames(run, tmp_path, capsys):
     method, _, _ = load_run(run, device="cpu")
     for f, t in zip(files, (0.0, 1.0)):
         g = load_gaussians_ply(f)
-        ref = method.gaussians_at(t)
-        assert g["means"].shape == (300, 3) and g["sh_degree"] == 1
+        ref = visible_gaussians(method.gaussians_at(t))
+        assert g["means"].shape == ref["means"].shape and g["sh_degree"] == 1
+        assert 0 < len(g["means"]) <= method.num_primitives
         torch.testing.assert_close(g["means"], ref["means"].detach(), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(g["opacities"], ref["opacities"].detach(), atol=1e-5, rtol=1e-5)
     a, b = (load_gaussians_ply(f)["means"] for f in files)

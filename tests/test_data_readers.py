@@ -92,8 +92,30 @@ def test_dnerf_camera_angle_and_scale(tmp_path):
     assert (cam.width, cam.height) == (4, 3) and scene.resolution == (4, 3)
     assert torch.allclose(cam.Ks[0], cams.Ks[1] * torch.tensor([[0.5], [0.5], [1.0]]), atol=1e-5)
     assert scene.image(scene.splits["train"][0]).shape == (3, 4, 3)
-    # no points: bounds are the camera centres' box
-    assert torch.allclose(scene.bounds[0], cams.centers.min(0).values, atol=1e-5)
+    # no points: a cube around the place both cameras look at (known_cameras look at (0.1, -0.2, 0.3))
+    centre = scene.bounds.mean(0)
+    torch.testing.assert_close(centre, torch.tensor([0.1, -0.2, 0.3]), atol=1e-4, rtol=0)
+    half = scene.bounds[1] - centre
+    assert torch.allclose(half, half[0].expand(3)) and 0.5 < float(half[0]) < 4.0
+
+
+def test_bounds_without_points_follow_the_rig():
+    from splat4d.data.common import bounds_from
+
+    # inward-facing: the cube's half-width is the view's half-width at the focus distance
+    cams = known_cameras(3, fov_deg=60.0)
+    c2w = torch.linalg.inv(cams.viewmats)
+    tan = torch.full((3,), math.tan(math.radians(30.0)))
+    box = bounds_from(None, c2w[:, :3, 3], c2w[:, :3, 2], tan)
+    focus = torch.tensor([0.1, -0.2, 0.3])
+    dist = (c2w[:, :3, 3] - focus).norm(dim=-1).median()
+    torch.testing.assert_close(box, torch.stack([focus - dist * tan[0], focus + dist * tan[0]]), atol=1e-4, rtol=0)
+    # forward-facing (parallel axes) and with points: the old boxes
+    centres = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [0.0, 1, 0]])
+    fwd = torch.tensor([[0.0, 0, 1]]).repeat(3, 1)
+    assert torch.equal(bounds_from(None, centres, fwd, tan), torch.stack([centres.min(0).values, centres.max(0).values]))
+    pts = torch.tensor([[5.0, 5, 5], [6.0, 7, 8]])
+    assert torch.equal(bounds_from(pts, centres, fwd, tan), pts)
 
 
 def test_dnerf_rgba_composited_on_background(tmp_path):

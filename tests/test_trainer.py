@@ -47,7 +47,8 @@ def _deformable_cfg() -> DeformableConfig:
     # small field and few Gaussians for speed; densify at 10 and 15 (stop = iters // 2 = 20)
     return DeformableConfig(
         coarse_fraction=0.3, sh_degree=1, max_init_points=300, grid_resolution=(8, 8, 8), multires=(1,),
-        grid_dim=8, width=16, densify=DensifyConfig(start=5, every=5, grad_threshold=2e-5, reset_every=0),
+        grid_dim=8, width=16, foreground_init_points=100,
+        densify=DensifyConfig(start=5, every=5, grad_threshold=2e-5, reset_every=0, max_gaussians=4000),
     )
 
 

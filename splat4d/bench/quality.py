@@ -2,8 +2,9 @@
 views. Prints a table and writes `quality_<scene>.json` — the file docs/benchmarks.md quotes and the
 `slow` test tier checks (tests/test_quality.py), so a quality regression fails a command.
 
-Scenes: "synthetic:default" (built in) and "dnerf" (../shared/data/dnerf-scene3-collision at 200x200,
-white background; skipped when absent). Each scene has the settings its table in docs/benchmarks.md was
+Scenes: "synthetic:default" (built in, multi-view), "synthetic:fast" (built in, monocular fast motion) and
+"dnerf" (../shared/data/dnerf-scene3-collision at 200x200, white background; skipped when absent), all at
+3000 iterations with the methods' default settings. Each scene has the settings its table in docs/benchmarks.md was
 measured with (`SCENES`); the command line can change the iterations and the initial-cloud cap.
 """
 
@@ -37,7 +38,8 @@ class SceneSetting:
 
 SCENES = {
     "synthetic:default": SceneSetting(DataConfig("synthetic:default", 1.0, "black"), 3000, 0),
-    "dnerf": SceneSetting(DataConfig(str(DNERF), 0.25, "white"), 6000, 5000),
+    "synthetic:fast": SceneSetting(DataConfig("synthetic:fast", 1.0, "black"), 3000, 0),
+    "dnerf": SceneSetting(DataConfig(str(DNERF), 0.25, "white"), 3000, 0),
 }
 
 
@@ -46,13 +48,13 @@ class QualityBench:
     """Methods compared on one scene with the same iteration budget (table + JSON)."""
 
     scene: str = "synthetic:default"
-    """Scene key: synthetic:default or dnerf."""
+    """Scene key: synthetic:default, synthetic:fast or dnerf."""
     methods: tuple[str, ...] = ("static", "deformable")
     """Methods to compare."""
     iters: int = 0
-    """Iterations per run (0: the scene's benchmark setting, 3000 synthetic / 6000 dnerf)."""
+    """Iterations per run (0: the scene's benchmark setting, 3000)."""
     max_init_points: int = -1
-    """Cap on the initial point cloud (-1: the scene's setting, 0 synthetic / 5000 dnerf)."""
+    """Cap on the initial point cloud (-1: the scene's setting, 0: the method's default)."""
     out: Path = Path("benchmarks/results")
     """quality_<scene>.json goes here; run folders under out/quality/."""
 

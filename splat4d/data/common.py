@@ -51,11 +51,45 @@ def estimate_up(camtoworlds: Tensor) -> tuple[float, float, float]:
     return tuple(round(float(v), 4) for v in up)  # type: ignore[return-value]
 
 
-def bounds_from(points: Tensor | None, centers: Tensor) -> Tensor:
-    """Axis-aligned box [2, 3]: of the init points when there are some, else of the camera centres."""
-    src = points if points is not None and len(points) > 0 else centers
-    src = src.float()
+def bounds_from(points: Tensor | None, centers: Tensor, forward: Tensor | None = None,
+                half_fov_tan: Tensor | None = None) -> Tensor:
+    """Axis-aligned box [2, 3] of the scene: of the init points when there are some; else, for cameras that
+    look at a common place (`focus_bounds`), a cube there as wide as the views at that distance; else of
+    the camera centres."""
+    if points is not None and len(points) > 0:
+        src = points.float()
+        return torch.stack([src.min(dim=0).values, src.max(dim=0).values])
+    if forward is not None and half_fov_tan is not None:
+        box = focus_bounds(centers, forward, half_fov_tan)
+        if box is not None:
+            return box
+    src = centers.float()
     return torch.stack([src.min(dim=0).values, src.max(dim=0).values])
+
+
+def focus_bounds(centers: Tensor, forward: Tensor, half_fov_tan: Tensor) -> Tensor | None:
+    """A cube around the point nearest (least squares) to every camera's optical axis, with half-width the
+    median over cameras of distance x tan(half the narrower field of view): what the views show at the
+    place they look at. None when the rig does not converge there (axes near parallel, as in a
+    forward-facing capture, or the point behind a camera), where the camera box is the better guess.
+
+    Args:
+        centers: [C, 3] camera centres. forward: [C, 3] viewing directions. half_fov_tan: [C].
+    """
+    if len(centers) < 2:
+        return None
+    o, d = centers.double(), torch.nn.functional.normalize(forward.double(), dim=-1)
+    proj = torch.eye(3, dtype=o.dtype) - d[:, :, None] * d[:, None, :]  # [C, 3, 3] off-axis part
+    A, b = proj.sum(0), (proj @ o[:, :, None]).sum(0)[:, 0]
+    eig = torch.linalg.eigvalsh(A)
+    if float(eig[0]) < 0.05 * float(eig[-1]):  # axes nearly parallel: no single place they converge on
+        return None
+    focus = torch.linalg.solve(A, b)
+    depth = ((focus - o) * d).sum(-1)  # [C] distance along each axis
+    if bool((depth <= 0).any()):
+        return None
+    half = float((depth * half_fov_tan.double()).median())
+    return torch.stack([focus - half, focus + half]).float()
 
 
 def read_point_cloud(path: Path) -> tuple[Tensor, Tensor | None]:
@@ -126,7 +160,8 @@ def finish_scene(
     up: tuple[float, float, float] | None = None,
     bounds: Tensor | None = None,
 ) -> DynamicScene:
-    """Build the scene, filling bounds (points, else camera centres) and up (from the cameras) when not given."""
+    """Build the scene, filling bounds (points, else where the cameras look, else camera centres; see
+    `bounds_from`) and up (from the cameras) when not given."""
     for s in SPLITS:
         splits.setdefault(s, [])
     views = all_views(splits)
@@ -134,7 +169,9 @@ def finish_scene(
         raise DatasetError(f"dataset {name!r} ({fmt}) has no views")
     c2w = torch.cat([v.camera.camtoworlds for v in views])
     if bounds is None:
-        bounds = bounds_from(points, c2w[:, :3, 3])
+        cams = [v.camera for v in views]
+        half_tan = torch.cat([torch.minimum(c.Ks[:, 0, 2] / c.Ks[:, 0, 0], c.Ks[:, 1, 2] / c.Ks[:, 1, 1]) for c in cams])
+        bounds = bounds_from(points, c2w[:, :3, 3], c2w[:, :3, 2], half_tan)
     if up is None:
         up = estimate_up(c2w)
     return DynamicScene(

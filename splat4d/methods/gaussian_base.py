@@ -35,7 +35,8 @@ class GaussianConfig:
     foreground_init_points: int = 0
     """Gaussians added at random depths in the scene box along rays through training pixels that differ
     from the background (`splat4d.data.foreground`), for content a random or sparse cloud misses (0: none;
-    off by default: 5000 of them did not help on the D-NeRF collision scene, docs/benchmarks.md)."""
+    off here: for a static model 5000 of them did not help on the D-NeRF collision scene; `deformable`
+    turns them on with its temporal opacity, docs/benchmarks.md)."""
     init_opacity: float = 0.1
     """Initial opacity of every Gaussian."""
     lr_means: float = 1.6e-4
@@ -121,14 +122,14 @@ class GaussianMethod(Method):
             pts = lo + (hi - lo) * torch.rand(cfg.random_init_points, 3, generator=gen, device="cpu")
             cols = torch.rand(cfg.random_init_points, 3, generator=gen, device="cpu")
         # drawn only for a temporal model, so other runs consume the generator as before
-        times = torch.rand(len(pts), generator=gen, device="cpu") if temporal else torch.zeros(len(pts))
-        t_log_scales = torch.full((len(pts),), math.log(temporal[0]) if temporal else 0.0)
+        times = torch.rand(len(pts), generator=gen, device="cpu") if temporal else torch.zeros(len(pts), device="cpu")
+        t_log_scales = torch.full((len(pts),), math.log(temporal[0]) if temporal else 0.0, device="cpu")
         if cfg.foreground_init_points > 0 or cfg.densify.max_gaussians <= 0:
             rays = foreground_rays(scene)
             fg_pts, fg_cols, fg_times = points_on_rays(rays, bounds, cfg.foreground_init_points, gen)
             pts, cols, times = torch.cat([pts, fg_pts]), torch.cat([cols, fg_cols]), torch.cat([times, fg_times])
             fg_scale = math.log(temporal[1]) if temporal else 0.0
-            t_log_scales = torch.cat([t_log_scales, torch.full((len(fg_pts),), fg_scale)])
+            t_log_scales = torch.cat([t_log_scales, torch.full((len(fg_pts),), fg_scale, device="cpu")])
             if cfg.densify.max_gaussians <= 0:
                 cfg.densify.max_gaussians = auto_max_gaussians(rays.pixels_per_view, len(pts))
         g = Gaussians.from_points(pts, cols, cfg.sh_degree, cfg.init_opacity)
