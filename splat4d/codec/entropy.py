@@ -86,9 +86,12 @@ def decode_gaussian(payload: bytes, means, scales, section: str = "?") -> np.nda
     if len(payload) < _HEAD.size or (len(payload) - _HEAD.size) % 4:
         raise BitstreamError(f"section {section!r}: malformed entropy-coded payload ({len(payload)} bytes)")
     lo, hi, n = _HEAD.unpack_from(payload, 0)
-    m, s = _params(np.zeros(int(n)), means, scales) if n else (None, None)
+    expected = int(torch.as_tensor(means).numel())
+    if n != expected:
+        raise BitstreamError(f"section {section!r}: holds {n} symbols, {expected} expected")
     if n == 0:
         return np.zeros(0, np.int32)
+    m, s = _params(np.zeros(int(n)), means, scales)
     if hi < lo:
         raise BitstreamError(f"section {section!r}: invalid symbol range [{lo}, {hi}]")
     words = np.frombuffer(payload, dtype="<u4", offset=_HEAD.size).astype(np.uint32)
