@@ -1,0 +1,167 @@
+"""ADC-GS's canonical space and coarse-to-fine deformation (paper eqs. 1-5).
+
+Anchors (A of them) hold a position X_v [A, 3], a 6-dim log-scale Sigma_v [A, 6] (3 scaling the primitives'
+offsets, 3 the primitives' sizes, as in Scaffold-GS/HAC), a colour C_v [A, 3], a reference feature
+f_v [A, Dv] and residual features f_g [A, K, Dg]. Each anchor spawns K primitives:
+
+- canonical (eq. 1): a residual MLP theta(f_v, f_g,k) gives offset, size, rotation, colour residual and
+  opacity of primitive k: X_k = X_v + offset * exp(Sigma_v[:3]), size_k = exp(Sigma_v[3:]) * sigmoid(.),
+  C_k = C_v + dC_k, O_k = tanh(.);
+- coarse (eqs. 2-3): the time feature f_t = F_s(Z(t)) (a learnable table interpolated at t) and f_v give
+  each anchor a motion omega(f_v, f_t) -> (dX_v,t, dSigma_v,t, dC_v,t) that its K primitives follow;
+- fine (eqs. 4-5): varpi(PE(X_v + dX_v,t), f_t) refines each primitive's opacity and colour at t.
+
+X_k,t = X_k + dX_v,t, size_k,t = size_k exp(dSigma_v,t), O_k,t = O_k + dO_k,t, C_k,t = C_k + dC_v,t + dC_k,t.
+Primitives with O_k,t <= 0 are not drawn (Scaffold-GS's rule). The deformation outputs start at zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from splat4d.fields.encodings import TimeTable, positional_encoding, positional_encoding_dim
+from splat4d.fields.mlp import MLP
+
+
+INIT_OPACITY = 0.1
+
+
+@dataclass(frozen=True)
+class AnchorDims:
+    """Sizes of the anchor model (ADC-GS's defaults)."""
+
+    k: int = 10  # primitives per anchor
+    f_v: int = 32  # reference feature
+    f_g: int = 16  # residual feature per primitive
+    time_rows: int = 25  # rows of the time table Z (frames)
+    time_dim: int = 256  # width of Z
+    f_t: int = 32  # time feature after F_s
+    pe_freqs: int = 12  # positional encoding of the deformed anchor: 3 x 2 x 12 = 72
+    hidden: int = 32  # width of the residual MLPs
+    deform_hidden: int = 64  # width of the coarse and fine deformation networks
+
+
+class ResidualMLP(nn.Module):
+    """in -> hidden, `blocks` residual blocks (ReLU, Linear), -> out, plus a linear skip from the input
+    (the heads of ADC-GS's code). `zero_out` starts the whole map at zero."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, blocks: int = 1, zero_out: bool = False):
+        super().__init__()
+        self.inp = nn.Linear(in_dim, hidden)
+        self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(blocks))
+        self.out = nn.Linear(hidden, out_dim)
+        self.skip = nn.Linear(in_dim, out_dim, bias=False)
+        if zero_out:
+            for layer in (self.out, self.skip):
+                nn.init.zeros_(layer.weight)
+            nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.inp(x))
+        for block in self.blocks:
+            h = h + block(torch.relu(h))
+        return self.out(torch.relu(h)) + self.skip(x)
+
+
+class AnchorField(nn.Module):
+    """Anchors + the canonical, coarse and fine networks. Anchor tensors are Parameters whose first
+    dimension is the anchor index (refinement edits them)."""
+
+    FIELDS = ("anchors", "log_cov", "colors", "f_v", "f_g")
+
+    def __init__(self, anchors: Tensor, log_cov: Tensor, colors: Tensor, f_v: Tensor, f_g: Tensor,
+                 dims: AnchorDims = AnchorDims(), fine: bool = True):
+        super().__init__()
+        A = anchors.shape[0]
+        shapes = {"anchors": (A, 3), "log_cov": (A, 6), "colors": (A, 3), "f_v": (A, dims.f_v),
+                  "f_g": (A, dims.k, dims.f_g)}
+        for name, t in zip(self.FIELDS, (anchors, log_cov, colors, f_v, f_g)):
+            if tuple(t.shape) != shapes[name]:
+                raise ValueError(f"{name} must have shape {shapes[name]}, got {tuple(t.shape)}")
+            setattr(self, name, nn.Parameter(t.detach().clone().float().contiguous()))
+        self.dims, self.fine = dims, bool(fine)
+        # canonical primitives: offset 3, size 3, rotation 4, colour residual 3, opacity 1
+        self.theta = ResidualMLP(dims.f_v + dims.f_g, dims.hidden, 14)
+        with torch.no_grad():  # primitives start drawn at about 3DGS's initial opacity 0.1
+            self.theta.out.bias[13] = float(torch.atanh(torch.tensor(INIT_OPACITY)))
+        self.time_table = TimeTable(dims.time_rows, dims.time_dim)
+        self.time_net = MLP(dims.time_dim, dims.f_t, dims.f_t, 0)  # F_s
+        self.coarse = ResidualMLP(dims.f_v + dims.f_t, dims.deform_hidden, 9, zero_out=True)  # dX, dSigma, dC
+        pe = positional_encoding_dim(3, dims.pe_freqs, include_input=False)
+        self.fine_net = ResidualMLP(pe + dims.f_t, dims.deform_hidden, dims.k * 4, zero_out=True)  # K x (dO, dC)
+
+    @staticmethod
+    def init_from_points(points: Tensor, colors: Tensor | None, voxel: float, dims: AnchorDims = AnchorDims(),
+                         generator: torch.Generator | None = None, fine: bool = True) -> "AnchorField":
+        """Anchors at the centres of the occupied voxels of size `voxel` (one per voxel, the mean colour of
+        its points); offsets scaled to the voxel, primitive sizes to the voxel, features small random."""
+        pts = points.float()
+        keys = torch.floor(pts / voxel).long()
+        uniq, inv = torch.unique(keys, dim=0, return_inverse=True)
+        A = uniq.shape[0]
+        centres = (uniq.float() + 0.5) * voxel
+        cols = torch.full((A, 3), 0.5, device=pts.device)
+        if colors is not None:
+            counts = torch.zeros(A, device=pts.device).index_add_(0, inv, torch.ones(len(pts), device=pts.device))
+            cols = torch.zeros(A, 3, device=pts.device).index_add_(0, inv, colors.float()) / counts[:, None]
+        log_cov = torch.full((A, 6), float(torch.log(torch.tensor(voxel))), device=pts.device)
+        g = generator
+        f_v = torch.randn(A, dims.f_v, generator=g, device="cpu").to(pts.device) * 0.01
+        f_g = torch.randn(A, dims.k, dims.f_g, generator=g, device="cpu").to(pts.device) * 0.01
+        return AnchorField(centres, log_cov, cols, f_v, f_g, dims, fine)
+
+    def __len__(self) -> int:
+        return self.anchors.shape[0]
+
+    def time_feature(self, t: float) -> Tensor:
+        """f_t [Dt] of eq. 3."""
+        return self.time_net(self.time_table(float(t)))
+
+    def canonical(self) -> dict[str, Tensor]:
+        """Eq. 1: the K primitives of every anchor, [A, K, ...]: offsets (world units), sizes, quats,
+        colours, opacity (tanh, may be <= 0)."""
+        A, K = len(self), self.dims.k
+        x = torch.cat([self.f_v[:, None].expand(A, K, -1), self.f_g], dim=-1)
+        raw = self.theta(x)  # [A, K, 14]
+        offset, size, rot, dcol, opac = raw.split([3, 3, 4, 3, 1], dim=-1)
+        off_scale, size_scale = torch.exp(self.log_cov[:, None, :3]), torch.exp(self.log_cov[:, None, 3:])
+        quats = rot + torch.tensor([1.0, 0.0, 0.0, 0.0], device=rot.device)
+        return {"offsets": offset * off_scale, "sizes": size_scale * torch.sigmoid(size), "quats": quats,
+                "colors": self.colors[:, None] + dcol, "opacity": torch.tanh(opac[..., 0])}
+
+    def deform(self, t: float, dynamic: bool = True) -> dict[str, Tensor]:
+        """Eqs. 2-5 at time t: per anchor dX [A, 3], dlog-size [A, 3], dC [A, 3]; per primitive dO [A, K],
+        dC [A, K, 3]. All zero when not `dynamic` (the static warm-up)."""
+        A, K = len(self), self.dims.k
+        zeros = self.anchors.new_zeros
+        if not dynamic:
+            return {"dx": zeros(A, 3), "dsize": zeros(A, 3), "dcol": zeros(A, 3), "dopac_k": zeros(A, K),
+                    "dcol_k": zeros(A, K, 3)}
+        f_t = self.time_feature(t)
+        dx, dsize, dcol = self.coarse(torch.cat([self.f_v, f_t.expand(A, -1)], dim=-1)).split(3, dim=-1)
+        if self.fine:
+            pe = positional_encoding(self.anchors + dx, self.dims.pe_freqs, include_input=False)
+            fine = self.fine_net(torch.cat([pe, f_t.expand(A, -1)], dim=-1)).reshape(A, K, 4)
+            dopac_k, dcol_k = fine[..., 0], fine[..., 1:]
+        else:
+            dopac_k, dcol_k = zeros(A, K), zeros(A, K, 3)
+        return {"dx": dx, "dsize": dsize, "dcol": dcol, "dopac_k": dopac_k, "dcol_k": dcol_k}
+
+    def primitives(self, t: float, dynamic: bool = True) -> dict[str, Tensor]:
+        """The Gaussians to draw at time t (those with O_k,t > 0), flattened: means [N, 3], quats [N, 4],
+        scales [N, 3], opacities [N], colors [N, 3] (clamped to [0, 1]), and `index` [N] of each one's
+        anchor (row-major over [A, K])."""
+        c, d = self.canonical(), self.deform(t, dynamic)
+        means = self.anchors[:, None] + c["offsets"] + d["dx"][:, None]
+        sizes = c["sizes"] * torch.exp(d["dsize"])[:, None]
+        opac = c["opacity"] + d["dopac_k"]
+        cols = (c["colors"] + d["dcol"][:, None] + d["dcol_k"]).clamp(0.0, 1.0)
+        keep = (opac > 0).reshape(-1)
+        A, K = opac.shape
+        index = torch.arange(A, device=opac.device).repeat_interleave(K)[keep]
+        flat = lambda x: x.reshape(A * K, *x.shape[2:])[keep]  # noqa: E731
+        return {"means": flat(means), "quats": flat(c["quats"]), "scales": flat(sizes),
+                "opacities": flat(opac).clamp_max(1.0), "colors": flat(cols), "index": index}

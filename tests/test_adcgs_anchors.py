@@ -1,0 +1,94 @@
+"""ADC-GS's anchor model (eqs. 1-5): voxel anchors, K primitives per anchor, coarse motion shared by an
+anchor's primitives, the fine stage's switch, and gradients through a render."""
+
+import torch
+import pytest
+
+from splat4d.cameras import Cameras
+from splat4d.methods.adcgs.anchors import AnchorDims, AnchorField
+from splat4d.render import rasterize
+
+DIMS = AnchorDims(k=4, f_v=8, f_g=4, time_rows=5, time_dim=16, f_t=8, pe_freqs=4, hidden=16, deform_hidden=16)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _field(fine=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.rand(200, 3, generator=g) - 0.5
+    return AnchorField.init_from_points(pts, torch.rand(200, 3, generator=g), 0.25, DIMS, g, fine)
+
+
+def test_anchors_are_voxel_centres_with_mean_colours():
+    pts = torch.tensor([[0.1, 0.1, 0.1], [0.2, 0.05, 0.15], [0.9, 0.1, 0.1]])
+    cols = torch.tensor([[1.0, 0, 0], [0.0, 0, 1], [0.0, 1, 0]])
+    f = AnchorField.init_from_points(pts, cols, 0.5, DIMS, torch.Generator().manual_seed(0))
+    assert len(f) == 2
+    order = f.anchors[:, 0].argsort()
+    torch.testing.assert_close(f.anchors[order].detach(), torch.tensor([[0.25, 0.25, 0.25], [0.75, 0.25, 0.25]]))
+    torch.testing.assert_close(f.colors[order].detach(), torch.tensor([[0.5, 0, 0.5], [0.0, 1, 0]]))
+    assert f.f_g.shape == (2, DIMS.k, DIMS.f_g) and f.log_cov.shape == (2, 6)
+    with pytest.raises(ValueError, match="f_v must have shape"):
+        AnchorField(f.anchors, f.log_cov, f.colors, torch.zeros(2, 3), f.f_g, DIMS)
+
+
+def test_canonical_primitives_follow_their_anchor_scales():
+    f = _field()
+    c = f.canonical()
+    A, K = len(f), DIMS.k
+    assert c["offsets"].shape == (A, K, 3) and c["sizes"].shape == (A, K, 3) and c["opacity"].shape == (A, K)
+    with torch.no_grad():
+        f.log_cov[:, :3] += 1.0  # offsets scale with exp(Sigma_v[:3]), sizes with exp(Sigma_v[3:])
+    torch.testing.assert_close(f.canonical()["offsets"], c["offsets"] * torch.e, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(f.canonical()["sizes"], c["sizes"])
+    assert (c["sizes"] <= torch.exp(f.log_cov[:, None, 3:]) + 1e-7).all()
+
+
+def test_deformation_starts_at_zero_and_moves_an_anchors_primitives_together():
+    f = _field()
+    a, b = f.primitives(0.0), f.primitives(1.0)
+    assert torch.equal(a["means"], b["means"])  # zero-initialised deformation: static at first
+    with torch.no_grad():
+        f.coarse.out.weight.normal_(0, 0.5)
+        f.coarse.out.bias.normal_(0, 0.5)
+    a, b = f.primitives(0.0), f.primitives(1.0)
+    moved = b["means"] - a["means"]
+    for anchor in a["index"].unique()[:5]:
+        rows = moved[a["index"] == anchor]
+        torch.testing.assert_close(rows, rows[:1].expand_as(rows))  # one dX per anchor
+    assert moved.abs().max() > 1e-3
+    static = f.primitives(1.0, dynamic=False)
+    torch.testing.assert_close(static["means"], f.primitives(0.0, dynamic=False)["means"])
+
+
+def test_fine_stage_switch_and_hidden_primitives():
+    f, g = _field(fine=True), _field(fine=False)
+    with torch.no_grad():
+        for m in (f, g):
+            m.fine_net.out.bias.fill_(-5.0)  # the fine stage lowers every opacity at every time
+    assert len(f.primitives(0.5)["means"]) == 0  # O_k,t <= 0: not drawn
+    assert len(g.primitives(0.5)["means"]) > 0  # without the fine stage nothing changes
+    assert torch.equal(g.deform(0.5)["dopac_k"], torch.zeros(len(g), DIMS.k))
+
+
+def test_a_render_reaches_every_part():
+    f = _field()
+    with torch.no_grad():
+        f.coarse.out.weight.normal_(0, 0.1)
+        f.fine_net.out.weight.normal_(0, 0.1)
+        f.theta.out.bias[13] = 2.0  # opaque primitives
+    cam = Cameras.look_at([[0.0, -2.5, 0.5]], [0.0, 0.0, 0.0], up=(0, 0, 1), fov_deg=50, width=24, height=24)
+    p = f.primitives(0.3)
+    out = rasterize(p["means"], p["quats"], p["scales"], p["opacities"], p["colors"], cam,
+                    background=torch.zeros(3), backend="cpu")
+    out.rgb.sum().backward()
+    for name, param in [("f_v", f.f_v), ("f_g", f.f_g), ("anchors", f.anchors), ("log_cov", f.log_cov),
+                        ("colors", f.colors), ("theta", f.theta.inp.weight), ("time_table", f.time_table.table),
+                        ("coarse", f.coarse.out.weight), ("fine", f.fine_net.out.weight)]:
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
