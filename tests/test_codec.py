@@ -138,6 +138,8 @@ def test_damaged_entropy_payload_is_a_bitstream_error():
     payload = encode_gaussian(x, mean, scale)
     with pytest.raises(BitstreamError, match="section 'f_v'"):
         decode_gaussian(payload[:5], mean, scale, section="f_v")
+    same = np.full(50, 7, np.int32)  # one symbol value only
+    assert np.array_equal(decode_gaussian(encode_gaussian(same, np.zeros(50), np.ones(50)), np.zeros(50), np.ones(50)), same)
     empty = encode_gaussian(np.zeros(0, np.int32), np.zeros(0), np.ones(0))
     assert decode_gaussian(empty, np.zeros(0), np.ones(0)).shape == (0,)
 

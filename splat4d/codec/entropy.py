@@ -70,6 +70,7 @@ def encode_gaussian(symbols, means, scales) -> bytes:
     if len(sym) == 0:
         return _HEAD.pack(0, 0, 0)
     lo, hi = int(sym.min()), int(sym.max())
+    hi = max(hi, lo + 1)  # the coder needs a support of at least two symbols
     if lo < -(2**31) or hi >= 2**31:
         raise ValueError("symbols must fit in int32")
     model = c.stream.model.QuantizedGaussian(lo, hi)
@@ -92,13 +93,15 @@ def decode_gaussian(payload: bytes, means, scales, section: str = "?") -> np.nda
     if n == 0:
         return np.zeros(0, np.int32)
     m, s = _params(np.zeros(int(n)), means, scales)
-    if hi < lo:
+    if hi <= lo:
         raise BitstreamError(f"section {section!r}: invalid symbol range [{lo}, {hi}]")
     words = np.frombuffer(payload, dtype="<u4", offset=_HEAD.size).astype(np.uint32)
     try:
         coder = c.stream.stack.AnsCoder(words)
         out = coder.decode(c.stream.model.QuantizedGaussian(lo, hi), m, s)
-    except Exception as e:  # constriction raises on exhausted or invalid data
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # constriction raises, or panics (pyo3's PanicException is a BaseException)
         raise BitstreamError(f"section {section!r}: entropy decoding failed ({e})") from None
     return np.asarray(out, dtype=np.int32)
 

@@ -19,6 +19,7 @@ from splat4d.train.optim import ParamGroup
 BUILTIN = {
     "static": "splat4d.methods.static",
     "deformable": "splat4d.methods.deformable",
+    "adcgs": "splat4d.methods.adcgs.method",
 }
 _REGISTRY: dict[str, type["Method"]] = {}
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from splat4d.gaussians import Gaussians
 from splat4d.render.projection import quat_to_rotmat
 from splat4d.train import distributed
-from splat4d.train.optim import replace_param
+from splat4d.train.optim import edit_rows, replace_param
 
 
 @dataclass
@@ -328,10 +328,7 @@ class DensifyStrategy:
         self._edit(gaussians, opt, new_values, lambda s: torch.cat([s[rest], torch.zeros_like(s[sel]).repeat((2,) + (1,) * (s.dim() - 1))]))
 
     def _edit(self, gaussians: Gaussians, opt, fn_param, fn_state) -> None:
-        old = gaussians.params()
-        new = gaussians.replace({k: fn_param(k, p.detach()) for k, p in old.items()})
-        for k in gaussians.fields:
-            replace_param(opt, old[k], new[k], fn_state)
+        edit_rows(gaussians, gaussians.fields, opt, fn_param, fn_state)
 
 
 def _top(mask: Tensor, score: Tensor, room: int) -> Tensor:

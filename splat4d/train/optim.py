@@ -73,3 +73,16 @@ def replace_param(
                 pg["params"][i] = new
                 return
     raise KeyError("parameter not found in optimiser")
+
+
+def edit_rows(owner: torch.nn.Module, names: tuple[str, ...], opt: torch.optim.Optimizer,
+              fn_param: Callable[[str, Tensor], Tensor], fn_state: Callable[[Tensor], Tensor]) -> None:
+    """Replace the per-row Parameters `names` of `owner` (first dimension: one row per Gaussian, anchor,
+    ...) by `fn_param(name, old values)`, and edit their Adam moments with `fn_state` (the same row
+    selection / appending): the one place where densification and anchor refinement change a
+    parameter's rows."""
+    for name in names:
+        old = getattr(owner, name)
+        new = torch.nn.Parameter(fn_param(name, old.detach()).contiguous())
+        setattr(owner, name, new)
+        replace_param(opt, old, new, fn_state)

@@ -120,19 +120,25 @@ class AnchorField(nn.Module):
         """f_t [Dt] of eq. 3."""
         return self.time_net(self.time_table(float(t)))
 
-    def canonical(self) -> dict[str, Tensor]:
+    def attribute(self, name: str, attrs: dict[str, Tensor] | None = None) -> Tensor:
+        """Anchor attribute `name` ("log_cov", "colors", "f_v", "f_g"): `attrs[name]` when given (e.g. its
+        quantised value), else the parameter."""
+        return attrs[name] if attrs is not None and name in attrs else getattr(self, name)
+
+    def canonical(self, attrs: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Eq. 1: the K primitives of every anchor, [A, K, ...]: offsets (world units), sizes, quats,
-        colours, opacity (tanh, may be <= 0)."""
+        colours, opacity (tanh, may be <= 0). `attrs` replaces anchor attributes (see `attribute`)."""
         A, K = len(self), self.dims.k
-        x = torch.cat([self.f_v[:, None].expand(A, K, -1), self.f_g], dim=-1)
+        f_v, log_cov = self.attribute("f_v", attrs), self.attribute("log_cov", attrs)
+        x = torch.cat([f_v[:, None].expand(A, K, -1), self.attribute("f_g", attrs)], dim=-1)
         raw = self.theta(x)  # [A, K, 14]
         offset, size, rot, dcol, opac = raw.split([3, 3, 4, 3, 1], dim=-1)
-        off_scale, size_scale = torch.exp(self.log_cov[:, None, :3]), torch.exp(self.log_cov[:, None, 3:])
+        off_scale, size_scale = torch.exp(log_cov[:, None, :3]), torch.exp(log_cov[:, None, 3:])
         quats = rot + torch.tensor([1.0, 0.0, 0.0, 0.0], device=rot.device)
         return {"offsets": offset * off_scale, "sizes": size_scale * torch.sigmoid(size), "quats": quats,
-                "colors": self.colors[:, None] + dcol, "opacity": torch.tanh(opac[..., 0])}
+                "colors": self.attribute("colors", attrs)[:, None] + dcol, "opacity": torch.tanh(opac[..., 0])}
 
-    def deform(self, t: float, dynamic: bool = True) -> dict[str, Tensor]:
+    def deform(self, t: float, dynamic: bool = True, attrs: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Eqs. 2-5 at time t: per anchor dX [A, 3], dlog-size [A, 3], dC [A, 3]; per primitive dO [A, K],
         dC [A, K, 3]. All zero when not `dynamic` (the static warm-up)."""
         A, K = len(self), self.dims.k
@@ -141,7 +147,8 @@ class AnchorField(nn.Module):
             return {"dx": zeros(A, 3), "dsize": zeros(A, 3), "dcol": zeros(A, 3), "dopac_k": zeros(A, K),
                     "dcol_k": zeros(A, K, 3)}
         f_t = self.time_feature(t)
-        dx, dsize, dcol = self.coarse(torch.cat([self.f_v, f_t.expand(A, -1)], dim=-1)).split(3, dim=-1)
+        f_v = self.attribute("f_v", attrs)
+        dx, dsize, dcol = self.coarse(torch.cat([f_v, f_t.expand(A, -1)], dim=-1)).split(3, dim=-1)
         if self.fine:
             pe = positional_encoding(self.anchors + dx, self.dims.pe_freqs, include_input=False)
             fine = self.fine_net(torch.cat([pe, f_t.expand(A, -1)], dim=-1)).reshape(A, K, 4)
@@ -150,18 +157,19 @@ class AnchorField(nn.Module):
             dopac_k, dcol_k = zeros(A, K), zeros(A, K, 3)
         return {"dx": dx, "dsize": dsize, "dcol": dcol, "dopac_k": dopac_k, "dcol_k": dcol_k}
 
-    def primitives(self, t: float, dynamic: bool = True) -> dict[str, Tensor]:
+    def primitives(self, t: float, dynamic: bool = True, attrs: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """The Gaussians to draw at time t (those with O_k,t > 0), flattened: means [N, 3], quats [N, 4],
-        scales [N, 3], opacities [N], colors [N, 3] (clamped to [0, 1]), and `index` [N] of each one's
-        anchor (row-major over [A, K])."""
-        c, d = self.canonical(), self.deform(t, dynamic)
+        scales [N, 3], opacities [N], colors [N, 3] (clamped to [0, 1]), `slot` [N] (the row-major index
+        over [A, K] of each: anchor slot // K) and `canonical_means` [N, 3] (undeformed positions)."""
+        c, d = self.canonical(attrs), self.deform(t, dynamic, attrs)
         means = self.anchors[:, None] + c["offsets"] + d["dx"][:, None]
         sizes = c["sizes"] * torch.exp(d["dsize"])[:, None]
         opac = c["opacity"] + d["dopac_k"]
         cols = (c["colors"] + d["dcol"][:, None] + d["dcol_k"]).clamp(0.0, 1.0)
         keep = (opac > 0).reshape(-1)
         A, K = opac.shape
-        index = torch.arange(A, device=opac.device).repeat_interleave(K)[keep]
+        slot = keep.nonzero()[:, 0]
         flat = lambda x: x.reshape(A * K, *x.shape[2:])[keep]  # noqa: E731
         return {"means": flat(means), "quats": flat(c["quats"]), "scales": flat(sizes),
-                "opacities": flat(opac).clamp_max(1.0), "colors": flat(cols), "index": index}
+                "opacities": flat(opac).clamp_max(1.0), "colors": flat(cols), "slot": slot,
+                "canonical_means": flat(self.anchors[:, None] + c["offsets"]).detach()}

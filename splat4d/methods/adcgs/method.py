@@ -1,0 +1,306 @@
+"""`adcgs`: ADC-GS (anchor-driven deformable Gaussians with rate-distortion optimisation) as a method.
+
+Training stages (fractions of the run, ADC-GS's code at 8k / 10k / 15k of 80k iterations): a static warm-up
+(no deformation), then the coarse-to-fine deformation, then quantisation of the anchor attributes (uniform
+noise, `entropy_model`), then the rate term lambda_e R. Anchors are refined on the way (eq. 11, `refine`).
+At evaluation the attributes are rounded exactly as the bitstream stores them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from splat4d.cameras import Cameras
+from splat4d.config_checks import check_bool, check_choice, check_float, check_int, check_positive_lrs
+from splat4d.methods.adcgs.anchors import AnchorDims, AnchorField
+from splat4d.methods.adcgs.entropy_model import EntropyDims, EntropyModel
+from splat4d.methods.adcgs.refine import AnchorRefiner
+from splat4d.methods.base import Batch, Method, register
+from splat4d.render import BACKENDS, RenderOutput, rasterize
+from splat4d.train.densify import auto_grad_threshold
+from splat4d.train.losses import photometric_loss
+from splat4d.train.optim import ParamGroup
+
+
+@dataclass
+class ADCGSConfig:
+    """ADC-GS: anchors with K neural primitives, coarse-to-fine deformation, rate-distortion training."""
+
+    k: int = 10
+    """Primitives per anchor."""
+    feature_dim: int = 32
+    """Width of the reference feature f_v."""
+    residual_dim: int = 16
+    """Width of each primitive's residual feature f_g."""
+    time_dim: int = 256
+    """Width of the time table Z (one row per frame)."""
+    time_feature_dim: int = 32
+    """Width of the time feature f_t."""
+    pe_freqs: int = 12
+    """Positional-encoding frequencies of the deformed anchor in the fine stage (3 x 2 x 12 = 72 values)."""
+    hidden: int = 32
+    """Width of the primitive network theta."""
+    deform_hidden: int = 64
+    """Width of the coarse and fine deformation networks."""
+    fine_stage: bool = True
+    """Refine each primitive's opacity and colour over time (eq. 4); False measures the stage's worth."""
+    voxel_size: float = 0.0
+    """Anchor voxel size in scene units (0: the smallest of extent/100 x 1.25^k giving at most max_init_anchors)."""
+    max_init_anchors: int = 5000
+    """Most anchors the initial cloud may give (CPU speed: K primitives each)."""
+    random_init_points: int = 20000
+    """Points placed uniformly in the scene box when the scene has no initial points."""
+    warmup_fraction: float = 0.1
+    """Fraction of the run without deformation (static warm-up)."""
+    quantise_fraction: float = 0.125
+    """Quantisation of the anchor attributes starts at this fraction of the run."""
+    rate_fraction: float = 0.1875
+    """The rate term joins the loss at this fraction of the run."""
+    lambda_e: float = 1e-3
+    """Weight of the rate: mean estimated bits per coded anchor value (the R of eq. 10 divided by the number
+    of coded values, so one lambda suits any anchor count)."""
+    lambda_ssim: float = 0.2
+    """Weight of D-SSIM in (1 - lambda) L1 + lambda (1 - SSIM)."""
+    step_f_v: float = 0.1
+    """Base quantisation step of f_v."""
+    step_f_g: float = 0.1
+    """Base quantisation step of f_g."""
+    step_cov: float = 0.01
+    """Base quantisation step of Sigma_v."""
+    step_col: float = 0.01
+    """Base quantisation step of C_v."""
+    lr_anchors: float = 0.0
+    """Learning rate of the anchor positions (0: fixed, as in HAC; the offsets place the primitives)."""
+    lr_features: float = 7.5e-3
+    """Learning rate of f_v and f_g."""
+    lr_log_cov: float = 7e-3
+    """Learning rate of Sigma_v."""
+    lr_colors: float = 2.5e-3
+    """Learning rate of C_v."""
+    lr_mlp: float = 4e-3
+    """Learning rate of theta (decays to 1/100)."""
+    lr_deform: float = 1.6e-3
+    """Learning rate of the time table and the deformation networks (decays to 1/10 from the warm-up's end)."""
+    lr_entropy: float = 5e-3
+    """Learning rate of the entropy model."""
+    refine_every: int = 100
+    """Grow and prune anchors every this many iterations."""
+    refine_start_fraction: float = 0.05
+    """First refinement at this fraction of the run."""
+    refine_stop_fraction: float = 0.5
+    """No refinement from this fraction of the run on."""
+    grow_threshold: float = 0.0
+    """Temporal-significance-weighted mean 2D gradient (eq. 11, NDC units) above which a primitive's place
+    becomes a new anchor (0: from the capture, as `densify.auto_grad_threshold`)."""
+    prune_opacity: float = 0.003
+    """Anchors whose primitives never reached this opacity since the last refinement are pruned."""
+    max_anchors: int = 50000
+    """Never grow beyond this many anchors."""
+    backend: str = "auto"
+    """Rasterizer backend: auto, cpu, torch or cuda."""
+
+    def validate(self, prefix: str = "method") -> None:
+        """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
+        for name in ("k", "feature_dim", "residual_dim", "time_dim", "time_feature_dim", "hidden", "deform_hidden",
+                     "max_init_anchors", "random_init_points", "refine_every", "max_anchors"):
+            check_int(f"{prefix}.{name}", getattr(self, name), 1)
+        check_int(f"{prefix}.pe_freqs", self.pe_freqs, 0, 16)
+        check_bool(f"{prefix}.fine_stage", self.fine_stage)
+        for name in ("voxel_size", "lambda_e", "grow_threshold", "lr_anchors"):
+            check_float(f"{prefix}.{name}", getattr(self, name), 0)
+        for name in ("warmup_fraction", "quantise_fraction", "rate_fraction", "refine_start_fraction",
+                     "refine_stop_fraction"):
+            check_float(f"{prefix}.{name}", getattr(self, name), 0, 1)
+        check_float(f"{prefix}.lambda_ssim", self.lambda_ssim, 0, 1)
+        check_float(f"{prefix}.prune_opacity", self.prune_opacity, 0, 1, hi_open=True)
+        for name in ("step_f_v", "step_f_g", "step_cov", "step_col"):
+            check_float(f"{prefix}.{name}", getattr(self, name), 0, lo_open=True)
+        check_positive_lrs(self, prefix, ("lr_features", "lr_log_cov", "lr_colors", "lr_mlp", "lr_deform", "lr_entropy"))
+        check_choice(f"{prefix}.backend", self.backend, BACKENDS)
+
+    def anchor_dims(self, time_rows: int) -> AnchorDims:
+        return AnchorDims(self.k, self.feature_dim, self.residual_dim, time_rows, self.time_dim, self.time_feature_dim,
+                          self.pe_freqs, self.hidden, self.deform_hidden)
+
+    def entropy_dims(self) -> EntropyDims:
+        return EntropyDims(f_v=self.feature_dim, f_g=self.k * self.residual_dim, chunks=4 if self.k * self.residual_dim % 4 == 0 else 1)
+
+    def entropy_steps(self) -> dict[str, float]:
+        return {"f_v": self.step_f_v, "f_g": self.step_f_g, "cov": self.step_cov, "col": self.step_col}
+
+
+@register
+class ADCGS(Method):
+    name = "adcgs"
+    Config = ADCGSConfig
+
+    def __init__(self, cfg: ADCGSConfig, field: AnchorField, extent: float, voxel: float, grow_threshold: float):
+        super().__init__(cfg)
+        self.field = field
+        self.entropy = EntropyModel(cfg.entropy_dims(), cfg.entropy_steps())
+        device = field.anchors.device
+        for name, value in (("extent", float(extent)), ("voxel", float(voxel)), ("grow_threshold", float(grow_threshold))):
+            self.register_buffer(name, torch.tensor(value, device=device))
+        for name in ("warmup_iters", "quantise_iters", "rate_iters", "step"):
+            self.register_buffer(name, torch.tensor(0, device=device))
+        self.refiner = AnchorRefiner(cfg)
+        self._eval_attrs: dict[str, Tensor] | None = None
+
+    # ------------------------------------------------------------ building
+    @classmethod
+    def from_scene(cls, scene, cfg: ADCGSConfig, generator: torch.Generator | None = None) -> "ADCGS":
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        bounds = scene.bounds.float()
+        extent = float((bounds[1] - bounds[0]).norm()) / 2
+        if scene.points is not None and len(scene.points) > 0:
+            pts = scene.points.float()
+            cols = scene.point_colors.float() if scene.point_colors is not None else None
+        else:
+            pts = bounds[0] + (bounds[1] - bounds[0]) * torch.rand(cfg.random_init_points, 3, generator=gen, device="cpu")
+            cols = None
+        voxel = cfg.voxel_size or auto_voxel(pts, extent, cfg.max_init_anchors)
+        dims = cfg.anchor_dims(max(int(scene.num_frames), 1))
+        field = AnchorField.init_from_points(pts, cols, voxel, dims, gen, cfg.fine_stage)
+        if len(field) > cfg.max_init_anchors:  # a set voxel_size may give more: keep a random subset
+            keep = torch.randperm(len(field), generator=gen, device="cpu")[: cfg.max_init_anchors]
+            field = AnchorField(*(getattr(field, k)[keep] for k in AnchorField.FIELDS), dims, cfg.fine_stage)
+        threshold = cfg.grow_threshold or auto_grad_threshold(scene.views_per_time("train"))
+        return cls(cfg, field, extent, voxel, threshold)
+
+    @classmethod
+    def empty(cls, cfg: ADCGSConfig, state: dict) -> "ADCGS":
+        shapes = {k: state[f"field.{k}"] for k in AnchorField.FIELDS}
+        dims = cfg.anchor_dims(int(state["field.time_table.table"].shape[0]))
+        field = AnchorField(*(torch.zeros_like(shapes[k]) for k in AnchorField.FIELDS), dims, cfg.fine_stage)
+        return cls(cfg, field, float(state["extent"]), float(state["voxel"]), float(state["grow_threshold"]))
+
+    # ------------------------------------------------------------ training
+    def param_groups(self, total_steps: int) -> list[ParamGroup]:
+        c, f = self.cfg, self.field
+        for buf, frac in ((self.warmup_iters, c.warmup_fraction), (self.quantise_iters, c.quantise_fraction),
+                          (self.rate_iters, c.rate_fraction)):
+            buf.fill_(round(frac * total_steps))
+        self.refiner.schedule(total_steps)
+        start = int(self.warmup_iters)
+        deform = list(f.time_table.parameters()) + list(f.time_net.parameters()) + list(f.coarse.parameters()) + \
+            list(f.fine_net.parameters())
+        return [
+            ParamGroup("anchors", [f.anchors], c.lr_anchors, per_gaussian=True),
+            ParamGroup("log_cov", [f.log_cov], c.lr_log_cov, per_gaussian=True),
+            ParamGroup("colors", [f.colors], c.lr_colors, per_gaussian=True),
+            ParamGroup("f_v", [f.f_v], c.lr_features, per_gaussian=True),
+            ParamGroup("f_g", [f.f_g], c.lr_features, per_gaussian=True),
+            ParamGroup("theta", list(f.theta.parameters()), c.lr_mlp, c.lr_mlp / 100, total_steps),
+            ParamGroup("deform", deform, c.lr_deform, c.lr_deform / 10, max(total_steps - start, 1), start=start),
+            ParamGroup("entropy", list(self.entropy.parameters()), c.lr_entropy, c.lr_entropy / 10, total_steps),
+        ]
+
+    def on_step(self, step: int) -> None:
+        self.step.fill_(step)
+
+    @property
+    def dynamic(self) -> bool:
+        return int(self.step) >= int(self.warmup_iters)
+
+    @property
+    def quantising(self) -> bool:
+        return int(self.step) >= int(self.quantise_iters)
+
+    def train(self, mode: bool = True) -> "ADCGS":
+        self._eval_attrs = None  # the rounded attributes are recomputed after any training
+        return super().train(mode)
+
+    def coded_attributes(self) -> dict[str, Tensor]:
+        """Anchor attributes as the entropy model names them: f_v [A, Dv], f_g [A, K*Dg], cov [A, 6], col [A, 3]."""
+        f = self.field
+        return {"f_v": f.f_v, "f_g": f.f_g.reshape(len(f), -1), "cov": f.log_cov, "col": f.colors}
+
+    def quantised(self, mode: str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """(attributes to render with, as AnchorField names them; estimated bits per anchor) under `mode`."""
+        a = self.coded_attributes()
+        out, bits = self.entropy(a["f_v"], a["f_g"], a["cov"], a["col"], mode=mode)
+        f = self.field
+        attrs = {"f_v": out["f_v"], "f_g": out["f_g"].reshape(f.f_g.shape), "log_cov": out["cov"], "colors": out["col"]}
+        return attrs, bits
+
+    def loss(self, batch: Batch, outs: list[RenderOutput], step: int) -> tuple[Tensor, dict]:
+        pred = torch.cat([o.rgb for o in outs])
+        loss, logs = photometric_loss(pred, batch.images, self.cfg.lambda_ssim, fused=True)
+        if step >= int(self.rate_iters) and self._train_bits is not None:
+            values = sum(v.shape[-1] for v in self.coded_attributes().values()) * len(self.field)
+            rate = self.entropy.total_bits(self._train_bits) / values
+            loss = loss + self.cfg.lambda_e * rate
+            logs["bits_per_value"] = float(rate.detach())
+        return loss, logs
+
+    def after_backward(self, outs: list[RenderOutput], step: int) -> None:
+        self.refiner.accumulate(outs, len(self.field) * self.cfg.k, step)
+
+    def after_step(self, opt: torch.optim.Optimizer, step: int) -> dict:
+        logs = self.refiner.refine(self, opt, step)
+        return logs
+
+    def extra_state(self) -> dict:
+        return {"refine": self.refiner.state_dict()}
+
+    def load_extra_state(self, state: dict) -> None:
+        if "refine" in state:
+            self.refiner.load_state_dict(state["refine"])
+
+    @property
+    def num_primitives(self) -> int:
+        return len(self.field) * self.cfg.k
+
+    # ------------------------------------------------------------ rendering
+    _train_bits: dict[str, Tensor] | None = None
+
+    def attributes_for_render(self) -> dict[str, Tensor] | None:
+        """None before quantisation starts; noisy attributes while training (their bits kept for the rate
+        term); rounded ones at evaluation, computed once until training resumes."""
+        if not self.quantising:
+            self._train_bits = None
+            return None
+        if self.training:
+            attrs, self._train_bits = self.quantised("noise")
+            return attrs
+        if self._eval_attrs is None:
+            with torch.no_grad():
+                self._eval_attrs = self.quantised("round")[0]
+        return self._eval_attrs
+
+    def primitives_at(self, t: float) -> dict[str, Tensor]:
+        return self.field.primitives(t, self.dynamic, self.attributes_for_render())
+
+    def render(self, cameras: Cameras, t: float, background: Tensor | None = None, **kw) -> RenderOutput:
+        p = self.primitives_at(t)
+        if self.training:
+            kw.setdefault("return_weights", True)  # the temporal significance of eq. 11
+        out = rasterize(p["means"], p["quats"], p["scales"], p["opacities"], p["colors"], cameras,
+                        background=background, backend=self.cfg.backend, **kw)
+        out.meta["slot"] = p["slot"]
+        out.meta["opacities"] = p["opacities"].detach()
+        out.meta["canonical_means"] = p["canonical_means"]
+        return out
+
+    def gaussians_at(self, t: float) -> dict[str, Tensor]:
+        """Activated Gaussians at time t (for export): SH degree 0 from the colours."""
+        from splat4d.fields.sh import rgb_to_sh
+
+        p = self.primitives_at(t)
+        return {"means": p["means"], "quats": p["quats"], "scales": p["scales"], "opacities": p["opacities"],
+                "sh": rgb_to_sh(p["colors"])[:, None, :]}
+
+
+def auto_voxel(points: Tensor, extent: float, max_anchors: int) -> float:
+    """The smallest voxel of extent/100 x 1.25^k whose occupied voxels number at most `max_anchors`."""
+    voxel = max(extent / 100.0, 1e-6)
+    pts = points.float()
+    for _ in range(200):
+        if torch.unique(torch.floor(pts / voxel).long(), dim=0).shape[0] <= max_anchors:
+            return voxel
+        voxel *= 1.25
+    return voxel

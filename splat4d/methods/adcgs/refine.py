@@ -1,0 +1,118 @@
+"""ADC-GS's anchor refinement with temporal significance (paper eq. 11).
+
+Each primitive's 2D position gradient is weighted by its alpha-blending weight Psi(k, t) in the view that
+produced it (`rasterize(..., return_weights=True)`), and accumulated over the views between refinements:
+grad_k = sum Psi ||grad_k,t|| / sum Psi. Where grad_k passes the growth threshold, the primitive's place
+becomes a new anchor (its voxel, unless one is there already), inheriting its parent anchor's features.
+Anchors none of whose primitives reached `prune_opacity` in a view since the last refinement are pruned.
+Parameter rows and their Adam moments are edited by `train.optim.edit_rows`, as Gaussian densification does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from splat4d.render import RenderOutput
+from splat4d.train import distributed
+from splat4d.train.optim import edit_rows
+
+
+class AnchorRefiner:
+    """Statistics per primitive slot (anchor x K, row-major) and the grow / prune step."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.start = self.stop = 0
+        self.wgrad: Tensor | None = None  # [A*K] sum of Psi x |grad|
+        self.weight: Tensor | None = None  # [A*K] sum of Psi
+        self.max_opacity: Tensor | None = None  # [A*K] largest drawn opacity
+
+    def schedule(self, total_steps: int) -> None:
+        self.start = round(self.cfg.refine_start_fraction * total_steps)
+        self.stop = round(self.cfg.refine_stop_fraction * total_steps)
+
+    def state_dict(self) -> dict:
+        return {"wgrad": self.wgrad, "weight": self.weight, "max_opacity": self.max_opacity}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wgrad, self.weight, self.max_opacity = state["wgrad"], state["weight"], state["max_opacity"]
+
+    def accumulate(self, outs: list[RenderOutput], slots: int, step: int) -> None:
+        """Add this iteration's weighted screen gradients (per-view NDC units, as densification's)."""
+        if step >= self.stop:
+            return
+        device = outs[0].rgb.device
+        if self.wgrad is None or self.wgrad.shape[0] != slots or self.wgrad.device != device:
+            self.wgrad = torch.zeros(slots, device=device)
+            self.weight = torch.zeros(slots, device=device)
+            self.max_opacity = torch.zeros(slots, device=device)
+        views = sum(o.meta["means2d"].shape[0] for o in outs)
+        for o in outs:
+            m2d, w, slot = o.meta["means2d"], o.meta.get("weights"), o.meta["slot"]
+            if m2d.grad is None or w is None or slot.numel() == 0:
+                continue
+            scale = torch.tensor([o.meta["width"] / 2.0, o.meta["height"] / 2.0], device=m2d.device) * views
+            norms = (m2d.grad.detach() * scale).norm(dim=-1)  # [C, N]
+            w = w.detach().to(norms)
+            self.wgrad.index_add_(0, slot, (w * norms).sum(0).to(self.wgrad))
+            self.weight.index_add_(0, slot, w.sum(0).to(self.weight))
+            seen = (w > 0).any(0)
+            opac = torch.where(seen, o.meta["opacities"].to(self.max_opacity), torch.zeros_like(self.max_opacity[slot]))
+            self.max_opacity.scatter_reduce_(0, slot, opac, reduce="amax")
+
+    @torch.no_grad()
+    def refine(self, method, opt: torch.optim.Optimizer, step: int) -> dict:
+        """Grow and prune on schedule; returns {"grown": n, "pruned": m} when it acted."""
+        c = self.cfg
+        if not (self.start < step < self.stop and step % c.refine_every == 0) or self.wgrad is None:
+            return {}
+        field = method.field
+        A, K = len(field), c.k
+        if self.wgrad.shape[0] != A * K:
+            self.wgrad = self.weight = self.max_opacity = None
+            return {}
+        for t in (self.wgrad, self.weight):
+            distributed.all_reduce_sum_(t)
+        distributed.all_reduce_max_(self.max_opacity)
+        keep = self.max_opacity.reshape(A, K).amax(1) >= c.prune_opacity
+        if not bool(keep.any()):
+            keep[self.weight.reshape(A, K).sum(1).argmax()] = True  # never leave an empty model
+        significance = torch.where(self.weight > 0, self.wgrad / self.weight.clamp_min(1e-12),
+                                   torch.zeros_like(self.wgrad))
+        new = self._new_anchors(field, significance, keep, float(method.voxel), float(method.grow_threshold))
+        n_new = new["anchors"].shape[0]
+        edit_rows(field, field.FIELDS, opt, lambda name, p: torch.cat([p[keep], new[name].to(p)]),
+                  lambda s: torch.cat([s[keep], s.new_zeros((n_new, *s.shape[1:]))]))
+        self.wgrad = self.weight = self.max_opacity = None
+        return {"grown": n_new, "pruned": int((~keep).sum())}
+
+    def _new_anchors(self, field, significance: Tensor, keep: Tensor, voxel: float, threshold: float) -> dict[str, Tensor]:
+        """One new anchor per voxel holding a significant primitive and no kept anchor (at most up to
+        max_anchors), inheriting the attributes of the anchor of its most significant primitive."""
+        A, K = len(field), self.cfg.k
+        device = field.anchors.device
+        cand = (significance > threshold).reshape(A, K) & keep[:, None]
+        room = self.cfg.max_anchors - int(keep.sum())
+        empty = {name: getattr(field, name)[:0] for name in field.FIELDS}
+        if room <= 0 or not bool(cand.any()):
+            return empty
+        canon = field.anchors[:, None] + field.canonical()["offsets"]  # [A, K, 3]
+        slots = cand.reshape(-1).nonzero()[:, 0]
+        order = significance[slots].argsort(descending=True)
+        slots = slots[order]
+        keys = torch.floor(canon.reshape(-1, 3)[slots] / voxel).long()
+        occupied = torch.floor(field.anchors[keep] / voxel).long()
+        uniq, inv = torch.unique(torch.cat([occupied, keys]), dim=0, return_inverse=True)
+        taken = torch.zeros(len(uniq), dtype=torch.bool, device=device)
+        taken[inv[: len(occupied)]] = True
+        key_ids = inv[len(occupied):]
+        first = torch.full((len(uniq),), len(slots), dtype=torch.long, device=device)
+        first.scatter_reduce_(0, key_ids, torch.arange(len(slots), device=device), reduce="amin")  # most significant
+        pick = first[(~taken) & (first < len(slots))].sort().values[:room]
+        if len(pick) == 0:
+            return empty
+        parents = slots[pick] // K
+        out = {name: getattr(field, name)[parents].detach().clone() for name in field.FIELDS}
+        out["anchors"] = (keys[pick].to(field.anchors.dtype) + 0.5) * voxel
+        return out
