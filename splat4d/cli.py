@@ -7,7 +7,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import tyro
 
@@ -124,13 +124,13 @@ class Eval:
     """Evaluate a run on its test split: PSNR, SSIM, D-SSIM, LPIPS, FPS, size -> metrics.json + PNGs."""
 
     run_dir: Positional[Path]
-    """Run folder written by `splat4d fit`."""
+    """Run folder written by `splat4d fit`, or a .s4d bitstream."""
     data: Optional[str] = None
-    """Dataset (default: the run's own)."""
+    """Dataset (default: the run's own; the one recorded in a bitstream's header)."""
     scale: Optional[float] = None
     """Resolution scale (default: the run's own)."""
     out: Optional[Path] = None
-    """Where metrics.json and eval/ go (default: the run folder)."""
+    """Where metrics.json and eval/ go (default: the run folder; NAME_eval/ beside a NAME.s4d)."""
     split: Optional[str] = None
     """Split to evaluate (default: test, else val)."""
     lpips_weights: Optional[str] = None
@@ -158,7 +158,7 @@ class Render:
     """Render a run along a camera path into an mp4 (time sweeps 0 -> 1 unless --time is given)."""
 
     run_dir: Positional[Path]
-    """Run folder written by `splat4d fit`."""
+    """Run folder written by `splat4d fit`, or a .s4d bitstream."""
     path: Literal["test", "orbit", "spiral"] = "orbit"
     """Camera path: the test cameras (with their times), an orbit, or a spiral."""
     out: Path = Path("render.mp4")
@@ -194,7 +194,7 @@ class Export:
     """Export per-frame 3D Gaussians as 3DGS PLY files (any 3DGS viewer opens them)."""
 
     run_dir: Positional[Path]
-    """Run folder written by `splat4d fit`."""
+    """Run folder written by `splat4d fit`, or a .s4d bitstream."""
     out: Path = Path("export")
     """A .ply file (one time) or a folder (several)."""
     times: tuple[float, ...] = (0.0,)
@@ -221,6 +221,52 @@ class Export:
         return 0
 
 
+@dataclass
+class Compress:
+    """Write an adcgs run as a .s4d bitstream (entropy-coded anchors, Draco positions, networks)."""
+
+    run_dir: Positional[Path]
+    """Run folder of an `adcgs` fit."""
+    out: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("scene.s4d")
+    """Bitstream to write (atomically)."""
+    weights: Literal["fp16", "fp32"] = "fp16"
+    """Precision of the stored network weights."""
+    position_bits: int = 16
+    """Quantisation bits per axis of the anchor positions (Draco)."""
+
+    def validate(self) -> None:
+        cc.check_path("RUN_DIR", self.run_dir)
+        cc.check_output_file("--out", self.out)
+        cc.check_choice("--weights", self.weights, ("fp16", "fp32"))
+        cc.check_int("--position-bits", self.position_bits, 4, 30)
+
+    def run(self) -> int:
+        from splat4d.commands_codec import compress_run
+
+        compress_run(self.run_dir, self.out, self.weights, self.position_bits)
+        return 0
+
+
+@dataclass
+class Decompress:
+    """Decode a .s4d bitstream into a run folder (config.yaml + checkpoint.pt) that eval/render/export read."""
+
+    bitstream: Positional[Path]
+    """A .s4d file written by `splat4d compress`."""
+    out: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("decoded_run")
+    """Run folder to create (must not hold a run)."""
+
+    def validate(self) -> None:
+        cc.check_path("BITSTREAM", self.bitstream)
+        cc.check_output_dir("--out", self.out)
+
+    def run(self) -> int:
+        from splat4d.commands_codec import decompress_file
+
+        decompress_file(self.bitstream, self.out)
+        return 0
+
+
 def _formats() -> tuple[str, ...]:
     from splat4d.data import READERS
 
@@ -235,6 +281,8 @@ COMMANDS: dict[str, type | str | None] = {
     "eval": Eval,
     "render": Render,
     "export": Export,
+    "compress": Compress,
+    "decompress": Decompress,
     "bench raster": "splat4d.bench.raster:RasterBenchConfig",  # imported on use (loads the rasterizer)
 }
 

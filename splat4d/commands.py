@@ -35,7 +35,8 @@ def eval_run(run: Path, data: str | None, scale: float | None, out: Path | None,
     d = run_data_config(config, run)
     scene = load_scene(data or d.path, scale=scale or d.scale, background=d.background,
                        format=None if data else d.format)
-    out = Path(out) if out else Path(run)
+    run = Path(run)
+    out = Path(out) if out else (run.parent / f"{run.stem}_eval" if run.is_file() else run)
     result = evaluate(method, scene, split=split, out_dir=out / "eval", lpips_weights=lpips_weights)
     result["iterations"] = step
     path = write_metrics(out, result)

@@ -27,7 +27,7 @@ from splat4d.data.scene import (
     View,
     count_unique_cameras,
 )
-from splat4d.errors import ConfigError, DatasetError
+from splat4d.errors import BitstreamError, ConfigError, DatasetError
 
 # detection order: the most specific layouts first (an EasyVolcap or HyperNeRF export may also
 # carry a poses_bounds.npy or transforms json from another tool)
@@ -111,6 +111,11 @@ def locate(path: str | Path, format: str | None = None) -> tuple[str, str | Path
     if not p.exists():
         raise DatasetError(f"no such dataset path {p}")
     if p.is_file():  # e.g. transforms_train.json, poses_bounds.npy, intri.yml, dataset.json
+        from splat4d.codec.container import is_bitstream
+
+        if is_bitstream(p):
+            raise BitstreamError(f"{p} is a splat4d bitstream (.s4d), not a dataset: give it to eval, render or "
+                                 f"export, or decode it with 'splat4d decompress'")
         p = p.parent
     if format is not None:
         if format not in READERS:

@@ -127,8 +127,17 @@ def write_metrics(out: Path, result: dict) -> Path:
 
 
 def load_run(run_dir: Path, device: str = "auto"):
-    """(method in eval mode, config dict, checkpoint step) of a run folder."""
+    """(method in eval mode, config dict, checkpoint step) of a run folder, or of a .s4d bitstream."""
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        from splat4d.codec.container import is_bitstream
+
+        if not is_bitstream(run_dir):
+            raise CheckpointError(f"{run_dir} is neither a run folder nor a splat4d bitstream (.s4d)")
+        from splat4d.methods.adcgs.bitstream import decode
+
+        method, config, step = decode(run_dir.read_bytes(), str(run_dir))
+        return method.to(pick_device(device)), config, step
     config = load_config(run_dir)
     name = config["method"]
     cls = get_method(name)

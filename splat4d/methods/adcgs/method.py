@@ -147,6 +147,8 @@ class ADCGS(Method):
             self.register_buffer(name, torch.tensor(value, device=device))
         for name in ("warmup_iters", "quantise_iters", "rate_iters", "step"):
             self.register_buffer(name, torch.tensor(0, device=device))
+        # True once the anchor attributes hold decoded (already quantised) values: rendered as they are
+        self.register_buffer("decoded", torch.tensor(False, device=device))
         self.refiner = AnchorRefiner(cfg)
         self._eval_attrs: dict[str, Tensor] | None = None
 
@@ -170,6 +172,28 @@ class ADCGS(Method):
             field = AnchorField(*(getattr(field, k)[keep] for k in AnchorField.FIELDS), dims, cfg.fine_stage)
         threshold = cfg.grow_threshold or auto_grad_threshold(scene.views_per_time("train"))
         return cls(cfg, field, extent, voxel, threshold)
+
+    @classmethod
+    def empty_with(cls, cfg: ADCGSConfig, anchors: int, time_rows: int, extent: float, voxel: float,
+                   grow_threshold: float) -> "ADCGS":
+        """A model of `anchors` anchors with zero attributes (to receive decoded values)."""
+        dims = cfg.anchor_dims(time_rows)
+        z = torch.zeros
+        field = AnchorField(z(anchors, 3), z(anchors, 6), z(anchors, 3), z(anchors, dims.f_v), z(anchors, dims.k, dims.f_g),
+                            dims, cfg.fine_stage)
+        return cls(cfg, field, extent, voxel, grow_threshold)
+
+    @torch.no_grad()
+    def set_decoded_attributes(self, coded: dict[str, Tensor]) -> None:
+        """Set the anchor attributes to decoded values (entropy model names: f_v, f_g, cov, col) and render
+        them as they are from now on."""
+        f = self.field
+        f.f_v.copy_(coded["f_v"])
+        f.f_g.copy_(coded["f_g"].reshape(f.f_g.shape))
+        f.log_cov.copy_(coded["cov"])
+        f.colors.copy_(coded["col"])
+        self.decoded.fill_(True)
+        self._eval_attrs = None
 
     @classmethod
     def empty(cls, cfg: ADCGSConfig, state: dict) -> "ADCGS":
@@ -261,7 +285,7 @@ class ADCGS(Method):
     def attributes_for_render(self) -> dict[str, Tensor] | None:
         """None before quantisation starts; noisy attributes while training (their bits kept for the rate
         term); rounded ones at evaluation, computed once until training resumes."""
-        if not self.quantising:
+        if not self.quantising or bool(self.decoded):
             self._train_bits = None
             return None
         if self.training:

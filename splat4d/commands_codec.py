@@ -1,0 +1,66 @@
+"""What `splat4d compress / decompress` do (the CLI parses, these work)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from splat4d.codec.container import write_bitstream, unpack
+from splat4d.errors import BitstreamError, ConfigError
+from splat4d.metrics import BYTES_PER_MB
+from splat4d.train.run import load_run
+
+
+def compress_run(run: Path, out: Path, weights: str = "fp16", position_bits: int = 16) -> dict:
+    """Encode an adcgs run into `out` (atomically); prints bytes and estimated bits per section."""
+    from splat4d.methods.adcgs import bitstream
+
+    method, config, step = load_run(run, device="cpu")
+    if config["method"] != "adcgs":
+        raise ConfigError(f"compress codes adcgs runs; {run} is a {config['method']!r} run")
+    data, _, report = bitstream.encode(method, config, step, weights, position_bits)
+    _, sections = unpack(data)  # written as packed: the file is the container of these sections
+    write_bitstream(out, sections)
+    print(f"{'section':<12} {'bytes':>10} {'est. bytes':>11} {'written/est.':>13}")
+    for name, sec in report["sections"].items():
+        est = sec["estimated_bits"]
+        ratio = f"{sec['bytes'] * 8 / est:13.4f}" if est else f"{'':>13}"
+        est_text = f"{est / 8:11.0f}" if est else f"{'':>11}"
+        print(f"{name:<12} {sec['bytes']:>10} {est_text} {ratio}")
+    print(f"wrote {out}: {report['total_bytes']} bytes ({report['total_bytes'] / BYTES_PER_MB:.3f} MB), "
+          f"encoded in {report['encode_seconds']:.2f} s")
+    return report
+
+
+def decompress_file(bitstream_path: Path, out: Path) -> Path:
+    """Decode a bitstream into run folder `out` (config.yaml + checkpoint.pt). The bitstream is decoded
+    completely before anything is written, and the folder appears whole (renamed from a temporary one)."""
+    import torch
+
+    from splat4d.train.checkpoint import save_checkpoint, save_config
+
+    out = Path(out)
+    if (out / "checkpoint.pt").exists():
+        raise ConfigError(f"{out} already holds a run; choose another --out")
+    if not Path(bitstream_path).is_file():
+        raise BitstreamError(f"no bitstream at {bitstream_path}")
+    method, config, step = load_run(bitstream_path, device="cpu")
+    payload = {"method": config["method"], "config": config, "step": step, "model": method.state_dict(),
+               "extra": {}, "optimizer": {"state": {}, "param_groups": []},
+               "sampler": torch.Generator().manual_seed(0).get_state(), "order": []}
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
+    try:
+        save_config(tmp, config)
+        save_checkpoint(tmp, payload)
+        if out.exists():  # an empty folder given as --out
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"decoded {bitstream_path} into {out} (adcgs, iteration {step}); eval, render and export read it")
+    return out

@@ -1,0 +1,164 @@
+"""ADC-GS's `.s4d` bitstream: what `splat4d compress` writes and `decompress`, `eval`, `render` and `export`
+read (container: `splat4d.codec.container`).
+
+Sections, in order:
+
+- ``header``: JSON: format name, the run's resolved config (method, data, train), iteration, anchor count,
+  time rows, scene extent, voxel, growth threshold, stage iterations, weight precision, position bits;
+- ``networks``: every network tensor (theta, time table, F_s, coarse, fine, entropy model) as raw fp16 or fp32
+  with a JSON index (no pickle);
+- ``positions``: anchor positions quantised and coded with Draco, order kept (`codec.positions`);
+- ``hyper``, ``f_v``, ``cov``, ``col``, ``f_g.0`` ... ``f_g.3``: the anchor attributes entropy-coded under the
+  entropy model's own distributions (`EntropyModel.compress`), decoded in that order.
+
+`encode` first makes the lossy choices on a copy of the model (network weights rounded to the stored
+precision, positions through Draco, attributes rounded by the entropy model) and codes that copy, which is
+returned as the reference: a decoded bitstream renders exactly like it (tested).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from splat4d.codec.container import FORMAT_VERSION, pack, unpack
+from splat4d.codec.entropy import estimated_bits  # noqa: F401  (re-exported for reports)
+from splat4d.codec.positions import decode_positions, encode_positions
+from splat4d.errors import BitstreamError, ConfigError
+
+FORMAT = "splat4d-adcgs"
+ATTRIBUTE_SECTIONS = ("hyper", "f_v", "cov", "col")
+WEIGHT_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
+
+
+def _network_state(method) -> dict[str, Tensor]:
+    """Every tensor of the model but the per-anchor attributes (those are coded on their own)."""
+    per_anchor = {f"field.{k}" for k in method.field.FIELDS}
+    return {k: v for k, v in method.state_dict().items() if k not in per_anchor and v.is_floating_point()}
+
+
+def _pack_tensors(tensors: dict[str, Tensor], dtype: torch.dtype) -> bytes:
+    index, blobs, offset = [], [], 0
+    for name, t in tensors.items():
+        data = t.detach().to("cpu", dtype).contiguous().numpy().tobytes()
+        index.append({"name": name, "shape": list(t.shape), "offset": offset, "bytes": len(data)})
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps({"dtype": str(dtype).split(".")[-1], "tensors": index}).encode()
+    return len(head).to_bytes(4, "little") + head + b"".join(blobs)
+
+
+def _unpack_tensors(payload: bytes) -> dict[str, Tensor]:
+    try:
+        n = int.from_bytes(payload[:4], "little")
+        head = json.loads(payload[4 : 4 + n])
+        dtype = {"float16": np.float16, "float32": np.float32}[head["dtype"]]
+        body = payload[4 + n :]
+        out = {}
+        for e in head["tensors"]:
+            arr = np.frombuffer(body, dtype=dtype, count=int(np.prod(e["shape"])) if e["shape"] else 1,
+                                offset=e["offset"])
+            out[e["name"]] = torch.from_numpy(arr.astype(np.float32)).reshape(e["shape"])
+        return out
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise BitstreamError(f"section 'networks' is malformed ({exc})") from None
+
+
+def quantised_copy(method, weights: str = "fp16", position_bits: int = 16) -> tuple[object, bytes]:
+    """(a copy of `method` with its lossy coding applied, the Draco bytes of its positions): network
+    weights rounded to `weights`, anchor positions through Draco, attributes set to their rounded values
+    and marked as decoded."""
+    if weights not in WEIGHT_DTYPES:
+        raise ConfigError(f"--weights must be fp16 or fp32, got {weights!r}")
+    ref = copy.deepcopy(method).cpu().eval()
+    with torch.no_grad():
+        state = ref.state_dict()
+        for name, t in _network_state(ref).items():
+            state[name] = t.to(WEIGHT_DTYPES[weights]).to(t.dtype)
+        ref.load_state_dict(state)
+        pos = encode_positions(ref.field.anchors.numpy(), bits=position_bits)
+        ref.field.anchors.copy_(torch.from_numpy(decode_positions(pos, len(ref.field))))
+    return ref, pos
+
+
+def encode(method, config: dict, step: int, weights: str = "fp16", position_bits: int = 16) -> tuple[bytes, object, dict]:
+    """(bitstream bytes, the reference model it decodes to, a report of bytes and estimated bits per section)."""
+    from splat4d.train.checkpoint import to_plain
+
+    t0 = time.perf_counter()
+    ref, positions = quantised_copy(method, weights, position_bits)
+    a = ref.coded_attributes()
+    payloads, coded = ref.entropy.compress(a["f_v"], a["f_g"], a["cov"], a["col"])
+    ref.set_decoded_attributes({k: v.float() for k, v in coded.items()})
+    _, est = _estimated_section_bits(ref, a)
+    header = {
+        "format": FORMAT, "config": to_plain(config), "step": int(step), "anchors": len(ref.field),
+        "time_rows": int(ref.field.time_table.frames), "extent": float(ref.extent), "voxel": float(ref.voxel),
+        "grow_threshold": float(ref.grow_threshold), "stages": [int(ref.warmup_iters), int(ref.quantise_iters),
+                                                                int(ref.rate_iters)],
+        "weights": weights, "position_bits": position_bits, "container_version": FORMAT_VERSION,
+    }
+    sections = {"header": json.dumps(header).encode(), "networks": _pack_tensors(_network_state(ref), WEIGHT_DTYPES[weights]),
+                "positions": positions, **payloads}
+    data = pack(sections)
+    report = {"sections": {k: {"bytes": len(v), "estimated_bits": est.get(k)} for k, v in sections.items()},
+              "total_bytes": len(data), "encode_seconds": time.perf_counter() - t0}
+    return data, ref, report
+
+
+def _estimated_section_bits(ref, a: dict[str, Tensor]) -> tuple[dict, dict[str, float]]:
+    """Estimated bits of every entropy-coded section (the entropy model's rate, float64 as coded)."""
+    model = copy.deepcopy(ref.entropy).double().cpu()
+    with torch.no_grad():
+        out, bits = model(*(a[k].double() for k in ("f_v", "f_g", "cov", "col")), mode="round")
+        est = {k: float(v.sum()) for k, v in bits.items() if k != "f_g"}
+        chunks = model.chunk_params(out["f_v"], out["f_g"])
+        for m, ((mean, scale, q), x) in enumerate(zip(chunks, out["f_g"].chunk(model.dims.chunks, dim=-1))):
+            from splat4d.codec.entropy import gaussian_bits
+
+            est[f"f_g.{m}"] = float(gaussian_bits(torch.round(x / q), mean / q, scale / q).sum())
+    return out, est
+
+
+def decode(data: bytes, source: str = "bitstream"):
+    """(method in eval mode, config dict, iteration) of a bitstream; BitstreamError naming what is wrong."""
+    from splat4d.methods.base import get_method
+    from splat4d.train.checkpoint import from_plain
+
+    _, sections = unpack(data, source)
+    for name in ("header", "networks", "positions", *ATTRIBUTE_SECTIONS):
+        if name not in sections:
+            raise BitstreamError(f"{source} lacks section {name!r}")
+    try:
+        header = json.loads(sections["header"])
+        if header.get("format") != FORMAT:
+            raise BitstreamError(f"{source} holds {header.get('format')!r}, not an {FORMAT} bitstream")
+        config = header["config"]
+        cls = get_method("adcgs")
+        cfg = from_plain(cls.Config, config["method_config"], "method")
+        A, rows = int(header["anchors"]), int(header["time_rows"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise BitstreamError(f"{source}: section 'header' is malformed ({e})") from None
+    except ConfigError as e:
+        raise BitstreamError(f"{source}: section 'header' holds an invalid config ({e})") from None
+    nets = _unpack_tensors(sections["networks"])
+    method = cls.empty_with(cfg, A, rows, header["extent"], header["voxel"], header["grow_threshold"])
+    state = method.state_dict()
+    for name, t in nets.items():
+        if name not in state or state[name].shape != t.shape:
+            raise BitstreamError(f"{source}: section 'networks' holds an unexpected tensor {name!r}")
+        state[name] = t.to(state[name].dtype)
+    method.load_state_dict(state)
+    with torch.no_grad():
+        method.field.anchors.copy_(torch.from_numpy(decode_positions(sections["positions"], A)))
+        decoded = method.entropy.decompress(sections, A)
+        method.set_decoded_attributes({k: v.float() for k, v in decoded.items()})
+        for buf, v in zip((method.warmup_iters, method.quantise_iters, method.rate_iters), header["stages"]):
+            buf.fill_(int(v))
+        method.step.fill_(int(header["step"]))
+    return method.eval(), config, int(header["step"])
