@@ -98,11 +98,14 @@ def test_random_damage_to_a_real_bitstream_is_a_bitstream_error(s4d, data):
     from splat4d.errors import BitstreamError
     from splat4d.methods.adcgs.bitstream import decode
 
-    blob = bytearray(s4d.read_bytes())
+    original = s4d.read_bytes()
+    blob = bytearray(original)
     for _ in range(data.draw(st.integers(1, 4))):
         i = data.draw(st.integers(0, len(blob) - 1))
         blob[i] ^= data.draw(st.integers(1, 255))
     if data.draw(st.booleans()):
         blob = blob[: data.draw(st.integers(0, len(blob) - 1))]
+    if bytes(blob) == original:  # two flips of one byte can cancel
+        return
     with pytest.raises(BitstreamError):
         decode(bytes(blob))

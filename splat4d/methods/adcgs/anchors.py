@@ -17,6 +17,7 @@ Primitives with O_k,t <= 0 are not drawn (Scaffold-GS's rule). The deformation o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -86,7 +87,7 @@ class AnchorField(nn.Module):
         # canonical primitives: offset 3, size 3, rotation 4, colour residual 3, opacity 1
         self.theta = ResidualMLP(dims.f_v + dims.f_g, dims.hidden, 14)
         with torch.no_grad():  # primitives start drawn at about 3DGS's initial opacity 0.1
-            self.theta.out.bias[13] = float(torch.atanh(torch.tensor(INIT_OPACITY)))
+            self.theta.out.bias[13] = math.atanh(INIT_OPACITY)
         self.time_table = TimeTable(dims.time_rows, dims.time_dim)
         self.time_net = MLP(dims.time_dim, dims.f_t, dims.f_t, 0)  # F_s
         self.coarse = ResidualMLP(dims.f_v + dims.f_t, dims.deform_hidden, 9, zero_out=True)  # dX, dSigma, dC
@@ -107,7 +108,7 @@ class AnchorField(nn.Module):
         if colors is not None:
             counts = torch.zeros(A, device=pts.device).index_add_(0, inv, torch.ones(len(pts), device=pts.device))
             cols = torch.zeros(A, 3, device=pts.device).index_add_(0, inv, colors.float()) / counts[:, None]
-        log_cov = torch.full((A, 6), float(torch.log(torch.tensor(voxel))), device=pts.device)
+        log_cov = torch.full((A, 6), math.log(voxel), device=pts.device)
         g = generator
         f_v = torch.randn(A, dims.f_v, generator=g, device="cpu").to(pts.device) * 0.01
         f_g = torch.randn(A, dims.k, dims.f_g, generator=g, device="cpu").to(pts.device) * 0.01

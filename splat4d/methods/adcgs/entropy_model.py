@@ -90,8 +90,8 @@ class EntropyModel(nn.Module):
         self.dims, self.steps = dims, q
         H = dims.hidden
         self.analysis = MLP(dims.f_v, H, dims.hyper, 1)  # h_a: f_v -> eta
-        self.hyper_mean = nn.Parameter(torch.zeros(dims.hyper))  # factorised prior of eta
-        self.hyper_log_scale = nn.Parameter(torch.zeros(dims.hyper))
+        self.hyper_mean = nn.Parameter(torch.zeros(dims.hyper, device="cpu"))  # factorised prior of eta
+        self.hyper_log_scale = nn.Parameter(torch.zeros(dims.hyper, device="cpu"))
         self.f_v_model = _Conditional(dims.hyper, dims.f_v, H, q["f_v"])  # h_s
         self.cov_model = _Conditional(dims.f_v, dims.cov, H, q["cov"])
         self.col_model = _Conditional(dims.f_v, dims.col, H, q["col"])
