@@ -1,0 +1,151 @@
+"""ADC-GS benchmark: size, quality, coding efficiency and render speed against `deformable`.
+
+For one scene and one iteration budget: `deformable` with its defaults, then `adcgs` at every lambda_e;
+each adcgs run is compressed to a .s4d, decoded, and the decoded model evaluated. Per row: bytes of the
+.s4d (or, for deformable, its checkpoint tensors, `size_mb`), the size ratio, test PSNR / SSIM, encode and
+decode seconds, bytes written / estimated per entropy-coded section, and per-frame time split into
+deformation (everything before the rasterizer) and rasterization. Writes `adcgs_<scene>.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from splat4d.data import load_scene
+from splat4d.methods.base import get_method
+from splat4d.train.evaluate import evaluate
+from splat4d.train.run import DataConfig, fit, load_run
+from splat4d.train.trainer import TrainConfig
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SCENES = {
+    "synthetic:default": ("synthetic:default", 1.0),
+    "dnerf": (str(SHARED / "dnerf-scene3-collision"), 0.25),
+    "toss": (str(SHARED / "mujoco-toss-12cam"), 0.5),
+}
+"""Scenes of the issue's size target: synthetic default, D-NeRF collision at 200x200, the MuJoCo capture at 128x128."""
+
+
+@dataclass
+class ADCGSBench:
+    """ADC-GS vs deformable on one scene (table + JSON)."""
+
+    scene: str = "synthetic:default"
+    """synthetic:default, dnerf or toss (or any synthetic:NAME)."""
+    iters: int = 3000
+    """Iterations of every fit."""
+    lambdas: tuple[float, ...] = field(default_factory=lambda: (1e-2, 1e-3, 1e-4))
+    """Rate weights lambda_e of the adcgs runs."""
+    out: Path = Path("benchmarks/results")
+    """adcgs_<scene>.json goes here; run folders and bitstreams under out/adcgs/."""
+    resume: bool = True
+    """Reuse run folders that already hold a finished fit."""
+
+    def validate(self) -> None:
+        from splat4d import config_checks as cc
+
+        if not self.scene.startswith("synthetic:"):
+            cc.check_choice("--scene", self.scene, tuple(SCENES))
+        cc.check_int("--iters", self.iters, 1)
+        cc.check_floats("--lambdas", self.lambdas, 0)
+        cc.check_output_dir("--out", self.out)
+
+
+def _fit(name: str, cfg, data: DataConfig, iters: int, run_dir: Path, resume: bool) -> None:
+    if resume and (run_dir / "metrics.json").is_file():
+        return
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    fit(name, cfg, data, TrainConfig(iters=iters, save_every=0), run_dir, progress=True)
+
+
+@torch.no_grad()
+def frame_times(method, scene, frames: int = 10) -> dict:
+    """Median ms per frame of the deformation (all work before the rasterizer: networks, deformed
+    attributes) and of the rasterizer, over test views, and the number of Gaussians drawn."""
+    from splat4d.render import rasterize
+
+    split = "test" if scene.split("test") else "train"
+    views, cams = scene.split(split), scene.cameras(split)
+    bg = torch.tensor(scene.background)
+    deform, raster, drawn = [], [], []
+    for i in range(min(frames, len(views)) + 1):
+        t = float(views[i % len(views)].time)
+        t0 = time.perf_counter()
+        if method.name == "adcgs":
+            g = method.primitives_at(t)
+            colors, degree = g["colors"], None
+        else:
+            g = method.gaussians_at(t)
+            colors, degree = g["sh"], int(method.active_sh)
+        t1 = time.perf_counter()
+        rasterize(g["means"], g["quats"], g["scales"], g["opacities"], colors, cams[i % len(views)], background=bg,
+                  sh_degree=degree)
+        t2 = time.perf_counter()
+        if i:  # the first is a warm-up
+            deform.append((t1 - t0) * 1e3)
+            raster.append((t2 - t1) * 1e3)
+            drawn.append(len(g["means"]))
+    med = lambda x: sorted(x)[len(x) // 2]  # noqa: E731
+    return {"deform_ms": med(deform), "raster_ms": med(raster), "gaussians_drawn": med(drawn)}
+
+
+def run(cfg: ADCGSBench) -> dict:
+    from splat4d.commands_codec import compress_run
+
+    path, scale = SCENES.get(cfg.scene, (cfg.scene, 1.0))  # any other synthetic:NAME at full size
+    data = DataConfig(path, scale)
+    root = cfg.out / "adcgs"
+    key = cfg.scene.replace(":", "_")
+    rows = []
+    base_dir = root / f"{key}_deformable"
+    _fit("deformable", get_method("deformable").Config(), data, cfg.iters, base_dir, cfg.resume)
+    base, base_config, _ = load_run(base_dir, "cpu")
+    d = json.loads((base_dir / "metrics.json").read_text())["test"]
+    scene = load_scene(path, scale=scale, background=base_config["data"]["background"])
+    rows.append({"method": "deformable", "lambda_e": None, "bytes": round(d["size_mb"] * 1e6), "psnr": d["psnr"],
+                 "ssim": d["ssim"], **frame_times(base, scene)})
+    for lam in cfg.lambdas:
+        run_dir = root / f"{key}_adcgs_{lam:g}"
+        mcfg = get_method("adcgs").Config(lambda_e=lam)
+        _fit("adcgs", mcfg, data, cfg.iters, run_dir, cfg.resume)
+        s4d = root / f"{key}_adcgs_{lam:g}.s4d"
+        report = compress_run(run_dir, s4d)
+        t0 = time.perf_counter()
+        method, _, _ = load_run(s4d, "cpu")
+        decode_s = time.perf_counter() - t0
+        r = evaluate(method, scene)
+        eff = {k: v["bytes"] * 8 / v["estimated_bits"] for k, v in report["sections"].items() if v["estimated_bits"]}
+        rows.append({"method": "adcgs", "lambda_e": lam, "bytes": s4d.stat().st_size, "psnr": r["psnr"], "ssim": r["ssim"],
+                     "encode_s": report["encode_seconds"], "decode_s": decode_s, "written_over_estimated": eff,
+                     "anchors": len(method.field), **frame_times(method, scene)})
+    for r in rows:
+        r["size_ratio"] = rows[0]["bytes"] / r["bytes"]
+        r["psnr_minus_deformable"] = r["psnr"] - rows[0]["psnr"]
+    result = {"meta": {"scene": cfg.scene, "iters": cfg.iters, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                       "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
+                       "load_avg_1min": round(os.getloadavg()[0], 2)}, "rows": rows}
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / f"adcgs_{key}.json").write_text(json.dumps(result, indent=2))
+    print_table(result)
+    return result
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{result['meta']['scene']}, {result['meta']['iters']} iterations")
+    print(f"{'method':<11} {'lambda_e':>8} {'bytes':>10} {'x smaller':>9} {'PSNR':>6} {'dPSNR':>6} {'SSIM':>6} "
+          f"{'deform ms':>9} {'raster ms':>9} {'drawn':>7}")
+    for r in result["rows"]:
+        lam = f"{r['lambda_e']:g}" if r["lambda_e"] is not None else "-"
+        print(f"{r['method']:<11} {lam:>8} {r['bytes']:>10} {r['size_ratio']:9.1f} {r['psnr']:6.2f} "
+              f"{r['psnr_minus_deformable']:+6.2f} {r['ssim']:6.3f} {r['deform_ms']:9.1f} {r['raster_ms']:9.1f} "
+              f"{r['gaussians_drawn']:>7}")
