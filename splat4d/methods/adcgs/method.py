@@ -21,7 +21,7 @@ from splat4d.methods.adcgs.entropy_model import EntropyDims, EntropyModel
 from splat4d.methods.adcgs.refine import AnchorRefiner
 from splat4d.methods.base import Batch, Method, register
 from splat4d.render import BACKENDS, RenderOutput, rasterize
-from splat4d.train.densify import auto_grad_threshold
+from splat4d.train.densify import auto_grad_threshold, auto_max_gaussians
 from splat4d.train.losses import photometric_loss
 from splat4d.train.optim import ParamGroup
 
@@ -98,16 +98,19 @@ class ADCGSConfig:
     becomes a new anchor (0: from the capture, as `densify.auto_grad_threshold`)."""
     prune_opacity: float = 0.003
     """Anchors whose primitives never reached this opacity since the last refinement are pruned."""
-    max_anchors: int = 50000
-    """Never grow beyond this many anchors."""
+    max_anchors: int = 0
+    """Never grow beyond this many anchors (0: from the scene, as densification's `auto_max_gaussians`: 4
+    primitives per foreground pixel of a view, divided by K, and never below the initial anchors;
+    unbounded growth reached 16k anchors = 160k primitives by iteration 900 on the synthetic default scene)."""
     backend: str = "auto"
     """Rasterizer backend: auto, cpu, torch or cuda."""
 
     def validate(self, prefix: str = "method") -> None:
         """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
         for name in ("k", "feature_dim", "residual_dim", "time_dim", "time_feature_dim", "hidden", "deform_hidden",
-                     "max_init_anchors", "random_init_points", "refine_every", "max_anchors"):
+                     "max_init_anchors", "random_init_points", "refine_every"):
             check_int(f"{prefix}.{name}", getattr(self, name), 1)
+        check_int(f"{prefix}.max_anchors", self.max_anchors, 0)
         check_int(f"{prefix}.pe_freqs", self.pe_freqs, 0, 16)
         check_bool(f"{prefix}.fine_stage", self.fine_stage)
         for name in ("voxel_size", "lambda_e", "grow_threshold", "lr_anchors"):
@@ -171,6 +174,10 @@ class ADCGS(Method):
             keep = torch.randperm(len(field), generator=gen, device="cpu")[: cfg.max_init_anchors]
             field = AnchorField(*(getattr(field, k)[keep] for k in AnchorField.FIELDS), dims, cfg.fine_stage)
         threshold = cfg.grow_threshold or auto_grad_threshold(scene.views_per_time("train"))
+        if cfg.max_anchors <= 0:  # resolved in place, so the run's config.yaml shows it
+            from splat4d.data.foreground import foreground_rays
+
+            cfg.max_anchors = max(auto_max_gaussians(foreground_rays(scene).pixels_per_view, 0) // cfg.k, len(field))
         return cls(cfg, field, extent, voxel, threshold)
 
     @classmethod
