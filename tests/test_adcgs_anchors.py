@@ -11,12 +11,7 @@ from splat4d.render import rasterize
 DIMS = AnchorDims(k=4, f_v=8, f_g=4, time_rows=5, time_dim=16, f_t=8, pe_freqs=4, hidden=16, deform_hidden=16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one thread
 
 
 def _field(fine=True, seed=0):

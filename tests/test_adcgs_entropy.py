@@ -13,12 +13,7 @@ pytest.importorskip("constriction")
 DIMS = EntropyDims(f_v=8, f_g=16, cov=6, col=3, chunks=4, hyper=4, hidden=16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one thread
 
 
 def _attributes(a=300, seed=0):

@@ -14,12 +14,7 @@ from splat4d.train.densify import DensifyConfig, DensifyStrategy
 from splat4d.train.optim import ParamGroup, make_adam
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one thread
 
 
 def _adam(gs: Gaussians) -> torch.optim.Adam:
