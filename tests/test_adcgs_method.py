@@ -42,6 +42,7 @@ def _step(m, opt, scene, step):
 
 
 def test_stages_rate_and_refinement(scene):
+    torch.manual_seed(0)  # the networks' initial weights
     cls = get_method("adcgs")
     m = cls.from_scene(scene, _cfg(), torch.Generator().manual_seed(0))
     groups = m.param_groups(40)
@@ -61,7 +62,8 @@ def test_stages_rate_and_refinement(scene):
                 assert p.shape[0] == a_before + ev["grown"] - ev["pruned"]
                 if p in opt.state:
                     assert opt.state[p]["exp_avg"].shape == p.shape, name
-    assert "bits_per_value" not in logs_at[7] and logs_at[8]["bits_per_value"] > 0
+    rated = [s for s, logs in logs_at.items() if "bits_per_value" in logs]
+    assert rated and min(rated) >= 8 and all(logs_at[s]["bits_per_value"] > 0 for s in rated)
     assert events and all(set(e) == {"grown", "pruned"} for e in events)
     assert m.dynamic and m.quantising
 
@@ -118,3 +120,25 @@ def test_bitstream_decodes_to_the_reference_exactly_and_damage_is_refused(scene,
     assert list(sections)[:3] == ["header", "networks", "positions"]
     with pytest.raises(BitstreamError):
         bitstream.decode(data[:-3])
+
+
+def test_rate_reaches_only_anchors_in_view(scene):
+    torch.manual_seed(0)
+    cls = get_method("adcgs")
+    m = cls.from_scene(scene, _cfg(), torch.Generator().manual_seed(0))
+    m.param_groups(40)
+    m.train()
+    m.on_step(30)  # past the rate's start
+    from splat4d.cameras import Cameras
+
+    lo, hi = m.field.anchors.min(0).values.detach(), m.field.anchors.max(0).values.detach()
+    corner = lo + 0.1 * (hi - lo)
+    cam = Cameras.look_at([(corner + torch.tensor([0.0, -0.3, 0.0])).tolist()], corner.tolist(), up=(0, 0, 1),
+                          fov_deg=20, width=16, height=16)  # a narrow view of one corner
+    out = m.render(cam, 0.5, torch.zeros(3))
+    batch = Batch(cam, torch.tensor([0.5]), torch.rand(1, 16, 16, 3), None, torch.zeros(3), torch.tensor([0]))
+    loss, logs = m.loss(batch, [out], 30)
+    loss.backward()
+    seen = m._anchors_in_view([out])
+    assert "bits_per_value" in logs and 0 < int(seen.sum()) < len(m.field)
+    assert (m.field.f_v.grad[~seen] == 0).all() and m.field.f_v.grad[seen].abs().sum() > 0

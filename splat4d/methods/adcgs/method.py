@@ -262,11 +262,26 @@ class ADCGS(Method):
         pred = torch.cat([o.rgb for o in outs])
         loss, logs = photometric_loss(pred, batch.images, self.cfg.lambda_ssim, fused=True)
         if step >= int(self.rate_iters) and self._train_bits is not None:
-            values = sum(v.shape[-1] for v in self.coded_attributes().values()) * len(self.field)
-            rate = self.entropy.total_bits(self._train_bits) / values
-            loss = loss + self.cfg.lambda_e * rate
-            logs["bits_per_value"] = float(rate.detach())
+            seen = self._anchors_in_view(outs)
+            if bool(seen.any()):
+                per_anchor = sum(v.shape[-1] for v in self.coded_attributes().values())
+                bits = sum(b[seen].sum() for b in self._train_bits.values())
+                rate = bits / (int(seen.sum()) * per_anchor)
+                loss = loss + self.cfg.lambda_e * rate
+                logs["bits_per_value"] = float(rate.detach())
         return loss, logs
+
+    def _anchors_in_view(self, outs: list[RenderOutput]) -> Tensor:
+        """[A] bool: anchors with a primitive inside some rendered view. The rate is taken over these only
+        (as HAC does): over all anchors its gradient reaches every anchor at every step while the image's
+        reaches only those in view, and Adam, which scales each by its own history, then pulls unseen
+        anchors' features to the entropy model's means (measured: PSNR fell from 22 to 15 dB after the
+        rate term started on the synthetic default scene)."""
+        seen = torch.zeros(len(self.field), dtype=torch.bool, device=self.field.anchors.device)
+        for o in outs:
+            slots = o.meta["slot"][o.meta["visible"].any(0).to(o.meta["slot"].device)]
+            seen[slots // self.cfg.k] = True
+        return seen
 
     def after_backward(self, outs: list[RenderOutput], step: int) -> None:
         self.refiner.accumulate(outs, len(self.field) * self.cfg.k, step)
