@@ -46,7 +46,7 @@ def main(cfg: TestViews) -> Path:
         for m in methods:
             cells.append(m.render(cams[i], float(views[i].time), bg).rgb[0].clamp(0, 1))
         cells.append(scene.image(views[i]))
-    path = save_image(cfg.out, image_grid(cells, cols=len(methods) + 1, gap=2, fill=1.0))
+    path = save_image(cfg.out, image_grid(cells, cols=len(methods) + 1, gap=3, fill=0.5))
     print(f"wrote {path}")
     return path
 
