@@ -11,6 +11,9 @@ f_v [A, Dv] and residual features f_g [A, K, Dg]. Each anchor spawns K primitive
   each anchor a motion omega(f_v, f_t) -> (dX_v,t, dSigma_v,t, dC_v,t) that its K primitives follow;
 - fine (eqs. 4-5): varpi(PE(X_v + dX_v,t), f_t) refines each primitive's opacity and colour at t.
 
+The deformation outputs are bounded (`_bounded`: motion by `motion_bound`, log-size by 1, colours and
+opacity by 0.5).
+
 X_k,t = X_k + dX_v,t, size_k,t = size_k exp(dSigma_v,t), O_k,t = O_k + dO_k,t, C_k,t = C_k + dC_v,t + dC_k,t.
 Primitives with O_k,t <= 0 are not drawn (Scaffold-GS's rule). The deformation outputs start at zero.
 """
@@ -74,8 +77,9 @@ class AnchorField(nn.Module):
     FIELDS = ("anchors", "log_cov", "colors", "f_v", "f_g")
 
     def __init__(self, anchors: Tensor, log_cov: Tensor, colors: Tensor, f_v: Tensor, f_g: Tensor,
-                 dims: AnchorDims = AnchorDims(), fine: bool = True):
+                 dims: AnchorDims = AnchorDims(), fine: bool = True, motion_bound: float = 1.0):
         super().__init__()
+        self.motion_bound = float(motion_bound)  # largest anchor displacement (scene units)
         A = anchors.shape[0]
         shapes = {"anchors": (A, 3), "log_cov": (A, 6), "colors": (A, 3), "f_v": (A, dims.f_v),
                   "f_g": (A, dims.k, dims.f_g)}
@@ -96,7 +100,8 @@ class AnchorField(nn.Module):
 
     @staticmethod
     def init_from_points(points: Tensor, colors: Tensor | None, voxel: float, dims: AnchorDims = AnchorDims(),
-                         generator: torch.Generator | None = None, fine: bool = True) -> "AnchorField":
+                         generator: torch.Generator | None = None, fine: bool = True,
+                         motion_bound: float = 1.0) -> "AnchorField":
         """Anchors at the centres of the occupied voxels of size `voxel` (one per voxel, the mean colour of
         its points); offsets scaled to the voxel, primitive sizes to the voxel, features small random."""
         pts = points.float()
@@ -112,7 +117,7 @@ class AnchorField(nn.Module):
         g = generator
         f_v = torch.randn(A, dims.f_v, generator=g, device="cpu").to(pts.device) * 0.01
         f_g = torch.randn(A, dims.k, dims.f_g, generator=g, device="cpu").to(pts.device) * 0.01
-        return AnchorField(centres, log_cov, cols, f_v, f_g, dims, fine)
+        return AnchorField(centres, log_cov, cols, f_v, f_g, dims, fine, motion_bound)
 
     def __len__(self) -> int:
         return self.anchors.shape[0]
@@ -150,10 +155,11 @@ class AnchorField(nn.Module):
         f_t = self.time_feature(t)
         f_v = self.attribute("f_v", attrs)
         dx, dsize, dcol = self.coarse(torch.cat([f_v, f_t.expand(A, -1)], dim=-1)).split(3, dim=-1)
+        dx, dsize, dcol = _bounded(dx, self.motion_bound), _bounded(dsize, 1.0), _bounded(dcol, 0.5)
         if self.fine:
             pe = positional_encoding(self.anchors + dx, self.dims.pe_freqs, include_input=False)
             fine = self.fine_net(torch.cat([pe, f_t.expand(A, -1)], dim=-1)).reshape(A, K, 4)
-            dopac_k, dcol_k = fine[..., 0], fine[..., 1:]
+            dopac_k, dcol_k = _bounded(fine[..., 0], 0.5), _bounded(fine[..., 1:], 0.5)
         else:
             dopac_k, dcol_k = zeros(A, K), zeros(A, K, 3)
         return {"dx": dx, "dsize": dsize, "dcol": dcol, "dopac_k": dopac_k, "dcol_k": dcol_k}
@@ -174,3 +180,10 @@ class AnchorField(nn.Module):
         return {"means": flat(means), "quats": flat(c["quats"]), "scales": flat(sizes),
                 "opacities": flat(opac).clamp_max(1.0), "colors": flat(cols), "slot": slot,
                 "canonical_means": flat(self.anchors[:, None] + c["offsets"]).detach()}
+
+
+def _bounded(x: Tensor, bound) -> Tensor:
+    """bound x tanh(x / bound): the identity near zero (where the zero-initialised networks start), never
+    beyond +-bound. Unbounded, the shared fine network drove every primitive's opacity to about -6 within a
+    few hundred iterations, and a primitive with O <= 0 is not drawn, so it never got a gradient back."""
+    return bound * torch.tanh(x / bound)

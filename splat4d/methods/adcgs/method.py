@@ -169,10 +169,10 @@ class ADCGS(Method):
             cols = None
         voxel = cfg.voxel_size or auto_voxel(pts, extent, cfg.max_init_anchors)
         dims = cfg.anchor_dims(max(int(scene.num_frames), 1))
-        field = AnchorField.init_from_points(pts, cols, voxel, dims, gen, cfg.fine_stage)
+        field = AnchorField.init_from_points(pts, cols, voxel, dims, gen, cfg.fine_stage, extent)
         if len(field) > cfg.max_init_anchors:  # a set voxel_size may give more: keep a random subset
             keep = torch.randperm(len(field), generator=gen, device="cpu")[: cfg.max_init_anchors]
-            field = AnchorField(*(getattr(field, k)[keep] for k in AnchorField.FIELDS), dims, cfg.fine_stage)
+            field = AnchorField(*(getattr(field, k)[keep] for k in AnchorField.FIELDS), dims, cfg.fine_stage, extent)
         threshold = cfg.grow_threshold or auto_grad_threshold(scene.views_per_time("train"))
         if cfg.max_anchors <= 0:  # resolved in place, so the run's config.yaml shows it
             from splat4d.data.foreground import foreground_rays
@@ -185,9 +185,9 @@ class ADCGS(Method):
                    grow_threshold: float) -> "ADCGS":
         """A model of `anchors` anchors with zero attributes (to receive decoded values)."""
         dims = cfg.anchor_dims(time_rows)
-        z = torch.zeros
+        z = lambda *shape: torch.zeros(*shape, device="cpu")  # noqa: E731 (moved to the device by the caller)
         field = AnchorField(z(anchors, 3), z(anchors, 6), z(anchors, 3), z(anchors, dims.f_v), z(anchors, dims.k, dims.f_g),
-                            dims, cfg.fine_stage)
+                            dims, cfg.fine_stage, extent)
         return cls(cfg, field, extent, voxel, grow_threshold)
 
     @torch.no_grad()
@@ -206,8 +206,9 @@ class ADCGS(Method):
     def empty(cls, cfg: ADCGSConfig, state: dict) -> "ADCGS":
         shapes = {k: state[f"field.{k}"] for k in AnchorField.FIELDS}
         dims = cfg.anchor_dims(int(state["field.time_table.table"].shape[0]))
-        field = AnchorField(*(torch.zeros_like(shapes[k]) for k in AnchorField.FIELDS), dims, cfg.fine_stage)
-        return cls(cfg, field, float(state["extent"]), float(state["voxel"]), float(state["grow_threshold"]))
+        extent = float(state["extent"])
+        field = AnchorField(*(torch.zeros_like(shapes[k]) for k in AnchorField.FIELDS), dims, cfg.fine_stage, extent)
+        return cls(cfg, field, extent, float(state["voxel"]), float(state["grow_threshold"]))
 
     # ------------------------------------------------------------ training
     def param_groups(self, total_steps: int) -> list[ParamGroup]:
