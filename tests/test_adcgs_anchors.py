@@ -65,6 +65,7 @@ def test_deformation_starts_at_zero_and_moves_an_anchors_primitives_together():
 
 def test_fine_stage_switch_and_hidden_primitives():
     f, g = _field(fine=True), _field(fine=False)
+    torch.testing.assert_close(g.canonical()["opacity"], torch.full((len(g), DIMS.k), 0.1))  # all drawn at first
     with torch.no_grad():
         for m in (f, g):
             m.fine_net.out.bias.fill_(-5.0)  # the fine stage lowers every opacity at every time

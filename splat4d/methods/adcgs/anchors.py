@@ -90,7 +90,10 @@ class AnchorField(nn.Module):
         self.dims, self.fine = dims, bool(fine)
         # canonical primitives: offset 3, size 3, rotation 4, colour residual 3, opacity 1
         self.theta = ResidualMLP(dims.f_v + dims.f_g, dims.hidden, 14)
-        with torch.no_grad():  # primitives start drawn at about 3DGS's initial opacity 0.1
+        with torch.no_grad():  # every primitive starts drawn, at 3DGS's initial opacity 0.1: with random
+            # weights the (nearly equal) small initial features gave all primitives one opacity, at times <= 0
+            self.theta.out.weight[13].zero_()
+            self.theta.skip.weight[13].zero_()
             self.theta.out.bias[13] = math.atanh(INIT_OPACITY)
         self.time_table = TimeTable(dims.time_rows, dims.time_dim)
         self.time_net = MLP(dims.time_dim, dims.f_t, dims.f_t, 0)  # F_s
