@@ -90,6 +90,17 @@ def test_evaluation_renders_rounded_attributes_and_checkpoint_round_trip(scene, 
     with torch.no_grad():
         img = m.render(cam, 0.5, torch.zeros(3)).rgb
     assert torch.isfinite(img).all()
+    # evaluation computes the canonical primitives once; every t gives what the full computation gives
+    with torch.no_grad():
+        for t in (0.0, 0.3, 1.0):
+            cached, full = m.primitives_at(t), m.field.primitives(t, m.dynamic, m.attributes_for_render())
+            for k in full:
+                assert torch.equal(cached[k], full[k]), (t, k)
+        before = m.primitives_at(0.3)["colors"].clone()
+        m.field.colors.add_(0.05)  # a change after training resumes is picked up
+        m.train()
+        m.eval()
+        assert not torch.equal(m.primitives_at(0.3)["colors"], before)
 
 
 def test_bitstream_decodes_to_the_reference_exactly_and_damage_is_refused(scene, tmp_path):

@@ -167,22 +167,27 @@ class AnchorField(nn.Module):
             dopac_k, dcol_k = zeros(A, K), zeros(A, K, 3)
         return {"dx": dx, "dsize": dsize, "dcol": dcol, "dopac_k": dopac_k, "dcol_k": dcol_k}
 
-    def primitives(self, t: float, dynamic: bool = True, attrs: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    def primitives(self, t: float, dynamic: bool = True, attrs: dict[str, Tensor] | None = None,
+                   canonical: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """The Gaussians to draw at time t (those with O_k,t > 0), flattened: means [N, 3], quats [N, 4],
         scales [N, 3], opacities [N], colors [N, 3] (clamped to [0, 1]), `slot` [N] (the row-major index
-        over [A, K] of each: anchor slot // K) and `canonical_means` [N, 3] (undeformed positions)."""
-        c, d = self.canonical(attrs), self.deform(t, dynamic, attrs)
-        means = self.anchors[:, None] + c["offsets"] + d["dx"][:, None]
-        sizes = c["sizes"] * torch.exp(d["dsize"])[:, None]
+        over [A, K] of each: anchor slot // K) and `canonical_means` [N, 3] (undeformed positions).
+        `canonical`: the output of `canonical(attrs)` when already computed (it does not depend on t, so a
+        renderer computes it once and only the anchors are deformed per frame)."""
+        c = canonical if canonical is not None else self.canonical(attrs)
+        d = self.deform(t, dynamic, attrs)
+        canonical_means = self.anchors[:, None] + c["offsets"]
         opac = c["opacity"] + d["dopac_k"]
-        cols = (c["colors"] + d["dcol"][:, None] + d["dcol_k"]).clamp(0.0, 1.0)
-        keep = (opac > 0).reshape(-1)
         A, K = opac.shape
-        slot = keep.nonzero()[:, 0]
-        flat = lambda x: x.reshape(A * K, *x.shape[2:])[keep]  # noqa: E731
-        return {"means": flat(means), "quats": flat(c["quats"]), "scales": flat(sizes),
-                "opacities": flat(opac).clamp_max(1.0), "colors": flat(cols), "slot": slot,
-                "canonical_means": flat(self.anchors[:, None] + c["offsets"]).detach()}
+        slot = (opac > 0).reshape(-1).nonzero()[:, 0]
+        flat = lambda x: x.reshape(A * K, *x.shape[2:]).index_select(0, slot)  # noqa: E731
+        anchor = slot // K  # per-anchor terms are gathered, not broadcast over all K first
+        cols = (flat(c["colors"]) + d["dcol"].index_select(0, anchor) + flat(d["dcol_k"])).clamp(0.0, 1.0)
+        means = flat(canonical_means)
+        return {"means": means + d["dx"].index_select(0, anchor), "quats": flat(c["quats"]),
+                "scales": flat(c["sizes"]) * torch.exp(d["dsize"]).index_select(0, anchor),
+                "opacities": flat(opac).clamp_max(1.0), "colors": cols, "slot": slot,
+                "canonical_means": means.detach()}
 
 
 def _bounded(x: Tensor, bound) -> Tensor:

@@ -154,6 +154,7 @@ class ADCGS(Method):
         self.register_buffer("decoded", torch.tensor(False, device=device))
         self.refiner = AnchorRefiner(cfg)
         self._eval_attrs: dict[str, Tensor] | None = None
+        self._eval_canonical: dict[str, Tensor] | None = None
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -200,7 +201,7 @@ class ADCGS(Method):
         f.log_cov.copy_(coded["cov"])
         f.colors.copy_(coded["col"])
         self.decoded.fill_(True)
-        self._eval_attrs = None
+        self._eval_attrs = self._eval_canonical = None
 
     @classmethod
     def empty(cls, cfg: ADCGSConfig, state: dict) -> "ADCGS":
@@ -242,8 +243,12 @@ class ADCGS(Method):
     def quantising(self) -> bool:
         return int(self.step) >= int(self.quantise_iters)
 
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        self._eval_attrs = self._eval_canonical = None
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
     def train(self, mode: bool = True) -> "ADCGS":
-        self._eval_attrs = None  # the rounded attributes are recomputed after any training
+        self._eval_attrs = self._eval_canonical = None  # recomputed after any training
         return super().train(mode)
 
     def coded_attributes(self) -> dict[str, Tensor]:
@@ -320,7 +325,14 @@ class ADCGS(Method):
         return self._eval_attrs
 
     def primitives_at(self, t: float) -> dict[str, Tensor]:
-        return self.field.primitives(t, self.dynamic, self.attributes_for_render())
+        """The primitives drawn at t. In evaluation without gradients the canonical primitives (eq. 1, the
+        same at every t) are computed once, so a frame costs only the anchors' deformation."""
+        attrs = self.attributes_for_render()
+        if self.training or torch.is_grad_enabled():
+            return self.field.primitives(t, self.dynamic, attrs)
+        if self._eval_canonical is None:
+            self._eval_canonical = self.field.canonical(attrs)
+        return self.field.primitives(t, self.dynamic, attrs, self._eval_canonical)
 
     def render(self, cameras: Cameras, t: float, background: Tensor | None = None, **kw) -> RenderOutput:
         p = self.primitives_at(t)
