@@ -89,3 +89,20 @@ def test_a_render_reaches_every_part():
                         ("colors", f.colors), ("theta", f.theta.inp.weight), ("time_table", f.time_table.table),
                         ("coarse", f.coarse.out.weight), ("fine", f.fine_net.out.weight)]:
         assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_coarse_position_encoding_gives_anchors_with_one_feature_their_own_motion():
+    from dataclasses import replace
+
+    for freqs in (0, 2):
+        dims = replace(DIMS, coarse_pe_freqs=freqs)
+        g = torch.Generator().manual_seed(0)
+        f = AnchorField.init_from_points(torch.rand(200, 3, generator=g) - 0.5, None, 0.25, dims, g)
+        assert f.coarse.inp.in_features == dims.f_v + dims.f_t + 6 * freqs
+        with torch.no_grad():
+            f.f_v.zero_()  # one feature for every anchor
+            for layer in (f.coarse.out, f.coarse.skip):
+                layer.weight.normal_(0, 0.5)
+        dx = f.deform(0.5)["dx"]
+        spread = (dx - dx[:1]).abs().max()
+        assert (spread > 1e-3) if freqs else (spread < 1e-6), freqs

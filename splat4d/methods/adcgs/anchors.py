@@ -46,6 +46,7 @@ class AnchorDims:
     pe_freqs: int = 12  # positional encoding of the deformed anchor: 3 x 2 x 12 = 72
     hidden: int = 32  # width of the residual MLPs
     deform_hidden: int = 64  # width of the coarse and fine deformation networks
+    coarse_pe_freqs: int = 0  # positional encoding of X_v / extent as a further coarse-net input (0: eq. 2)
 
 
 class ResidualMLP(nn.Module):
@@ -97,7 +98,8 @@ class AnchorField(nn.Module):
             self.theta.out.bias[13] = math.atanh(INIT_OPACITY)
         self.time_table = TimeTable(dims.time_rows, dims.time_dim)
         self.time_net = MLP(dims.time_dim, dims.f_t, dims.f_t, 0)  # F_s
-        self.coarse = ResidualMLP(dims.f_v + dims.f_t, dims.deform_hidden, 9, zero_out=True)  # dX, dSigma, dC
+        coarse_pe = positional_encoding_dim(3, dims.coarse_pe_freqs, include_input=False)
+        self.coarse = ResidualMLP(dims.f_v + coarse_pe + dims.f_t, dims.deform_hidden, 9, zero_out=True)  # dX, dSigma, dC
         pe = positional_encoding_dim(3, dims.pe_freqs, include_input=False)
         self.fine_net = ResidualMLP(pe + dims.f_t, dims.deform_hidden, dims.k * 4, zero_out=True)  # K x (dO, dC)
 
@@ -157,7 +159,11 @@ class AnchorField(nn.Module):
                     "dcol_k": zeros(A, K, 3)}
         f_t = self.time_feature(t)
         f_v = self.attribute("f_v", attrs)
-        dx, dsize, dcol = self.coarse(torch.cat([f_v, f_t.expand(A, -1)], dim=-1)).split(3, dim=-1)
+        inputs = [f_v, f_t.expand(A, -1)]
+        if self.dims.coarse_pe_freqs:
+            where = self.anchors / self.motion_bound
+            inputs.insert(1, positional_encoding(where, self.dims.coarse_pe_freqs, include_input=False))
+        dx, dsize, dcol = self.coarse(torch.cat(inputs, dim=-1)).split(3, dim=-1)
         dx, dsize, dcol = _bounded(dx, self.motion_bound), _bounded(dsize, 1.0), _bounded(dcol, 0.5)
         if self.fine:
             pe = positional_encoding(self.anchors + dx, self.dims.pe_freqs, include_input=False)

@@ -46,6 +46,9 @@ class ADCGSConfig:
     """Width of the primitive network theta."""
     deform_hidden: int = 64
     """Width of the coarse and fine deformation networks."""
+    coarse_pe_freqs: int = 0
+    """Frequencies of a positional encoding of the anchor position (over the scene extent) given to the
+    coarse network besides [f_v, f_t] (0: the paper's eq. 2, motion from the feature alone)."""
     fine_stage: bool = True
     """Refine each primitive's opacity and colour over time (eq. 4); False measures the stage's worth."""
     voxel_size: float = 0.0
@@ -112,6 +115,7 @@ class ADCGSConfig:
             check_int(f"{prefix}.{name}", getattr(self, name), 1)
         check_int(f"{prefix}.max_anchors", self.max_anchors, 0)
         check_int(f"{prefix}.pe_freqs", self.pe_freqs, 0, 16)
+        check_int(f"{prefix}.coarse_pe_freqs", self.coarse_pe_freqs, 0, 16)
         check_bool(f"{prefix}.fine_stage", self.fine_stage)
         for name in ("voxel_size", "lambda_e", "grow_threshold", "lr_anchors"):
             check_float(f"{prefix}.{name}", getattr(self, name), 0)
@@ -127,7 +131,7 @@ class ADCGSConfig:
 
     def anchor_dims(self, time_rows: int) -> AnchorDims:
         return AnchorDims(self.k, self.feature_dim, self.residual_dim, time_rows, self.time_dim, self.time_feature_dim,
-                          self.pe_freqs, self.hidden, self.deform_hidden)
+                          self.pe_freqs, self.hidden, self.deform_hidden, self.coarse_pe_freqs)
 
     def entropy_dims(self) -> EntropyDims:
         return EntropyDims(f_v=self.feature_dim, f_g=self.k * self.residual_dim, chunks=4 if self.k * self.residual_dim % 4 == 0 else 1)
