@@ -69,9 +69,14 @@ def test_fine_stage_switch_and_hidden_primitives():
     with torch.no_grad():
         for m in (f, g):
             m.fine_net.out.bias.fill_(-5.0)  # the fine stage lowers every opacity at every time
-    assert len(f.primitives(0.5)["means"]) == 0  # O_k,t <= 0: not drawn
-    assert len(g.primitives(0.5)["means"]) > 0  # without the fine stage nothing changes
-    assert torch.equal(g.deform(0.5)["dopac_k"], torch.zeros(len(g), DIMS.k))
+    faded = f.primitives(0.5)
+    assert len(faded["means"]) == len(f) * DIMS.k  # scaled, not switched off: still drawn, still learning
+    assert faded["opacities"].max() < 0.1 * 2 * torch.sigmoid(torch.tensor(-4.0))
+    torch.testing.assert_close(g.primitives(0.5)["opacities"], torch.full((len(g) * DIMS.k,), 0.1))
+    assert torch.equal(g.deform(0.5)["opac_scale_k"], torch.ones(len(g), DIMS.k))
+    with torch.no_grad():
+        f.theta.out.bias[13] = -1.0  # O_k <= 0: not drawn (Scaffold-GS's rule)
+    assert len(f.primitives(0.5)["means"]) == 0
 
 
 def test_a_render_reaches_every_part():
