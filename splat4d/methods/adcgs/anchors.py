@@ -84,7 +84,8 @@ class AnchorField(nn.Module):
     def __init__(self, anchors: Tensor, log_cov: Tensor, colors: Tensor, f_v: Tensor, f_g: Tensor,
                  dims: AnchorDims = AnchorDims(), fine: bool = True, motion_bound: float = 1.0):
         super().__init__()
-        self.motion_bound = float(motion_bound)  # largest anchor displacement (scene units)
+        # largest anchor displacement (scene units), as float32 holds it: the same in a model and its decoding
+        self.motion_bound = float(torch.tensor(float(motion_bound), dtype=torch.float32))
         A = anchors.shape[0]
         shapes = {"anchors": (A, 3), "log_cov": (A, 6), "colors": (A, 3), "f_v": (A, dims.f_v),
                   "f_g": (A, dims.k, dims.f_g)}

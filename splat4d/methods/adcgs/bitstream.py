@@ -37,9 +37,11 @@ WEIGHT_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 
 
 def _network_state(method) -> dict[str, Tensor]:
-    """Every tensor of the model but the per-anchor attributes (those are coded on their own)."""
-    per_anchor = {f"field.{k}" for k in method.field.FIELDS}
-    return {k: v for k, v in method.state_dict().items() if k not in per_anchor and v.is_floating_point()}
+    """Every tensor of the model but the per-anchor attributes (coded on their own) and the scalars the
+    header holds exactly (extent, voxel, growth threshold: rounded to fp16 they moved the coarse network's
+    position encoding, and the decoded frames, by up to 2e-3)."""
+    skip = {f"field.{k}" for k in method.field.FIELDS} | {"extent", "voxel", "grow_threshold"}
+    return {k: v for k, v in method.state_dict().items() if k not in skip and v.is_floating_point()}
 
 
 def _pack_tensors(tensors: dict[str, Tensor], dtype: torch.dtype) -> bytes:
