@@ -111,3 +111,11 @@ def test_coarse_position_encoding_gives_anchors_with_one_feature_their_own_motio
         dx = f.deform(0.5)["dx"]
         spread = (dx - dx[:1]).abs().max()
         assert (spread > 1e-3) if freqs else (spread < 1e-6), freqs
+
+
+def test_time_feature_tells_frames_apart_from_the_start():
+    # a weak f_t (time table at 0.1) left the coarse network learning one displacement for every t
+    f = _field()
+    with torch.no_grad():
+        a, b = f.time_feature(0.0), f.time_feature(1.0)
+    assert (a - b).abs().mean() > 0.2

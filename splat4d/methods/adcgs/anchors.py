@@ -35,6 +35,10 @@ from splat4d.fields.mlp import MLP
 
 
 INIT_OPACITY = 0.1
+TIME_TABLE_STD = 1.0
+"""Initial spread of the time table Z. At 0.1 the time feature f_t came out ~10x smaller than the coarse
+network's other inputs, and the coarse network learnt one displacement for all t (|dX| equal at t = 0, 0.5,
+1 after 1000 iterations on the synthetic default scene) instead of motion."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class AnchorField(nn.Module):
             self.theta.out.weight[13].zero_()
             self.theta.skip.weight[13].zero_()
             self.theta.out.bias[13] = math.atanh(INIT_OPACITY)
-        self.time_table = TimeTable(dims.time_rows, dims.time_dim)
+        self.time_table = TimeTable(dims.time_rows, dims.time_dim, init_std=TIME_TABLE_STD)
         self.time_net = MLP(dims.time_dim, dims.f_t, dims.f_t, 0)  # F_s
         coarse_pe = positional_encoding_dim(3, dims.coarse_pe_freqs, include_input=False)
         self.coarse = ResidualMLP(dims.f_v + coarse_pe + dims.f_t, dims.deform_hidden, 9, zero_out=True)  # dX, dSigma, dC
@@ -179,27 +183,34 @@ class AnchorField(nn.Module):
             opac_scale_k, dcol_k = ones(A, K), zeros(A, K, 3)
         return {"dx": dx, "dsize": dsize, "dcol": dcol, "opac_scale_k": opac_scale_k, "dcol_k": dcol_k}
 
-    def primitives(self, t: float, dynamic: bool = True, attrs: dict[str, Tensor] | None = None,
-                   canonical: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
-        """The Gaussians to draw at time t (those with O_k,t > 0), flattened: means [N, 3], quats [N, 4],
-        scales [N, 3], opacities [N], colors [N, 3] (clamped to [0, 1]), `slot` [N] (the row-major index
-        over [A, K] of each: anchor slot // K) and `canonical_means` [N, 3] (undeformed positions).
-        `canonical`: the output of `canonical(attrs)` when already computed (it does not depend on t, so a
-        renderer computes it once and only the anchors are deformed per frame)."""
-        c = canonical if canonical is not None else self.canonical(attrs)
-        d = self.deform(t, dynamic, attrs)
-        canonical_means = self.anchors[:, None] + c["offsets"]
+    def drawn(self, attrs: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """The canonical primitives that are drawn (O_k > 0), flattened: `slot` [N] (row-major index over
+        [A, K]), `anchor` [N] (slot // K), means [N, 3] (X_v + offset), quats, sizes, colors, opacity.
+        Independent of t: a renderer computes it once and deforms only the anchors per frame."""
+        c = self.canonical(attrs)
         A, K = c["opacity"].shape
         slot = (c["opacity"] > 0).reshape(-1).nonzero()[:, 0]
-        opac = c["opacity"] * d["opac_scale_k"]
         flat = lambda x: x.reshape(A * K, *x.shape[2:]).index_select(0, slot)  # noqa: E731
-        anchor = slot // K  # per-anchor terms are gathered, not broadcast over all K first
-        cols = (flat(c["colors"]) + d["dcol"].index_select(0, anchor) + flat(d["dcol_k"])).clamp(0.0, 1.0)
-        means = flat(canonical_means)
-        return {"means": means + d["dx"].index_select(0, anchor), "quats": flat(c["quats"]),
-                "scales": flat(c["sizes"]) * torch.exp(d["dsize"]).index_select(0, anchor),
-                "opacities": flat(opac).clamp_max(1.0), "colors": cols, "slot": slot,
-                "canonical_means": means.detach()}
+        return {"slot": slot, "anchor": slot // K, "means": flat(self.anchors[:, None] + c["offsets"]),
+                "quats": flat(c["quats"]), "sizes": flat(c["sizes"]), "colors": flat(c["colors"]),
+                "opacity": flat(c["opacity"])}
+
+    def primitives(self, t: float, dynamic: bool = True, attrs: dict[str, Tensor] | None = None,
+                   drawn: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """The Gaussians to draw at time t (those with O_k > 0), flattened: means [N, 3], quats [N, 4],
+        scales [N, 3], opacities [N], colors [N, 3] (clamped to [0, 1]), `slot` [N] (the row-major index
+        over [A, K] of each: anchor slot // K) and `canonical_means` [N, 3] (undeformed positions).
+        `drawn`: the output of `drawn(attrs)` when already computed."""
+        p = drawn if drawn is not None else self.drawn(attrs)
+        d = self.deform(t, dynamic, attrs)
+        A, K = len(self), self.dims.k
+        anchor, slot = p["anchor"], p["slot"]
+        per_primitive = lambda x: x.reshape(A * K, *x.shape[2:]).index_select(0, slot)  # noqa: E731
+        colors = p["colors"] + d["dcol"].index_select(0, anchor) + per_primitive(d["dcol_k"])
+        return {"means": p["means"] + d["dx"].index_select(0, anchor), "quats": p["quats"],
+                "scales": p["sizes"] * torch.exp(d["dsize"]).index_select(0, anchor),
+                "opacities": (p["opacity"] * per_primitive(d["opac_scale_k"])).clamp_max(1.0),
+                "colors": colors.clamp(0.0, 1.0), "slot": slot, "canonical_means": p["means"].detach()}
 
 
 def _bounded(x: Tensor, bound) -> Tensor:
