@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -89,7 +90,7 @@ class AnchorField(nn.Module):
                  dims: AnchorDims = AnchorDims(), fine: bool = True, motion_bound: float = 1.0):
         super().__init__()
         # largest anchor displacement (scene units), as float32 holds it: the same in a model and its decoding
-        self.motion_bound = float(torch.tensor(float(motion_bound), dtype=torch.float32))
+        self.motion_bound = float(np.float32(motion_bound))
         A = anchors.shape[0]
         shapes = {"anchors": (A, 3), "log_cov": (A, 6), "colors": (A, 3), "f_v": (A, dims.f_v),
                   "f_g": (A, dims.k, dims.f_g)}
