@@ -119,3 +119,19 @@ def test_time_feature_tells_frames_apart_from_the_start():
     with torch.no_grad():
         a, b = f.time_feature(0.0), f.time_feature(1.0)
     assert (a - b).abs().mean() > 0.2
+
+
+def test_shared_input_forward_matches_the_concatenated_one_with_gradients():
+    from splat4d.methods.adcgs.anchors import ResidualMLP
+
+    torch.manual_seed(0)
+    net = ResidualMLP(7, 16, 5)
+    rows, shared = torch.randn(9, 4, requires_grad=True), torch.randn(3, requires_grad=True)
+    ref = net(torch.cat([rows, shared.expand(9, -1)], dim=-1))
+    got = net.forward_shared(rows, shared)
+    torch.testing.assert_close(got, ref)
+    g_ref = torch.autograd.grad(ref.square().sum(), [rows, shared, net.inp.weight, net.skip.weight])
+    g_got = torch.autograd.grad(got.square().sum(), [rows, shared, net.inp.weight, net.skip.weight])
+    for a, b in zip(g_got, g_ref):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(net.forward_shared(None, shared, net.precompute(rows)), ref)

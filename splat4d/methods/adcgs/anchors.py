@@ -79,6 +79,21 @@ class ResidualMLP(nn.Module):
             h = h + block(torch.relu(h))
         return self.out(torch.relu(h)) + self.skip(x)
 
+    def precompute(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """The input and skip layers' share of the leading input columns `rows` [N, n] (with the bias)."""
+        n = rows.shape[-1]
+        return rows @ self.inp.weight[:, :n].T + self.inp.bias, rows @ self.skip.weight[:, :n].T
+
+    def forward_shared(self, rows: Tensor | None, shared: Tensor, pre: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """forward(cat([rows, shared.expand(N, -1)], -1)) without building it: `shared` [D] (the same for
+        every row, e.g. f_t) enters as one bias vector. `pre`: `precompute(rows)` when already known."""
+        h0, s0 = pre if pre is not None else self.precompute(rows)
+        n = self.inp.in_features - shared.shape[-1]
+        h = torch.relu(h0 + shared @ self.inp.weight[:, n:].T)
+        for block in self.blocks:
+            h = h + block(torch.relu(h))
+        return self.out(torch.relu(h)) + s0 + shared @ self.skip.weight[:, n:].T
+
 
 class AnchorField(nn.Module):
     """Anchors + the canonical, coarse and fine networks. Anchor tensors are Parameters whose first
@@ -159,9 +174,20 @@ class AnchorField(nn.Module):
         return {"offsets": offset * off_scale, "sizes": size_scale * torch.sigmoid(size), "quats": quats,
                 "colors": self.attribute("colors", attrs)[:, None] + dcol, "opacity": torch.tanh(opac[..., 0])}
 
-    def deform(self, t: float, dynamic: bool = True, attrs: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    def coarse_rows(self, attrs: dict[str, Tensor] | None = None) -> Tensor:
+        """The coarse network's per-anchor inputs [f_v, PE(X_v / extent)] (f_t follows them)."""
+        inputs = [self.attribute("f_v", attrs)]
+        if self.dims.coarse_pe_freqs:
+            where = self.anchors / self.motion_bound
+            inputs.append(positional_encoding(where, self.dims.coarse_pe_freqs, include_input=False))
+        return torch.cat(inputs, dim=-1)
+
+    def deform(self, t: float, dynamic: bool = True, attrs: dict[str, Tensor] | None = None,
+               coarse_pre: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
         """Eqs. 2-5 at time t: per anchor dX [A, 3], dlog-size [A, 3], dC [A, 3]; per primitive an opacity
-        scale [A, K] and dC [A, K, 3]. The identity (zeros, scale 1) when not `dynamic` (the static warm-up)."""
+        scale [A, K] and dC [A, K, 3]. The identity (zeros, scale 1) when not `dynamic` (the static warm-up).
+        `coarse_pre`: `coarse.precompute(coarse_rows(attrs))`, the time-independent part of the coarse
+        network, when already known (evaluation computes it once)."""
         A, K = len(self), self.dims.k
         zeros = self.anchors.new_zeros
         ones = self.anchors.new_ones
@@ -169,16 +195,12 @@ class AnchorField(nn.Module):
             return {"dx": zeros(A, 3), "dsize": zeros(A, 3), "dcol": zeros(A, 3), "opac_scale_k": ones(A, K),
                     "dcol_k": zeros(A, K, 3)}
         f_t = self.time_feature(t)
-        f_v = self.attribute("f_v", attrs)
-        inputs = [f_v, f_t.expand(A, -1)]
-        if self.dims.coarse_pe_freqs:
-            where = self.anchors / self.motion_bound
-            inputs.insert(1, positional_encoding(where, self.dims.coarse_pe_freqs, include_input=False))
-        dx, dsize, dcol = self.coarse(torch.cat(inputs, dim=-1)).split(3, dim=-1)
+        rows = None if coarse_pre is not None else self.coarse_rows(attrs)
+        dx, dsize, dcol = self.coarse.forward_shared(rows, f_t, coarse_pre).split(3, dim=-1)
         dx, dsize, dcol = _bounded(dx, self.motion_bound), _bounded(dsize, 1.0), _bounded(dcol, 0.5)
         if self.fine:
             pe = positional_encoding(self.anchors + dx, self.dims.pe_freqs, include_input=False)
-            fine = self.fine_net(torch.cat([pe, f_t.expand(A, -1)], dim=-1)).reshape(A, K, 4)
+            fine = self.fine_net.forward_shared(pe, f_t).reshape(A, K, 4)
             opac_scale_k, dcol_k = 2.0 * torch.sigmoid(fine[..., 0]), _bounded(fine[..., 1:], 0.5)
         else:
             opac_scale_k, dcol_k = ones(A, K), zeros(A, K, 3)
@@ -187,6 +209,7 @@ class AnchorField(nn.Module):
     def drawn(self, attrs: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """The canonical primitives that are drawn (O_k > 0), flattened: `slot` [N] (row-major index over
         [A, K]), `anchor` [N] (slot // K), means [N, 3] (X_v + offset), quats, sizes, colors, opacity.
+        Also `coarse_pre`, the coarse network's time-independent part (`ResidualMLP.precompute`).
         Independent of t: a renderer computes it once and deforms only the anchors per frame."""
         c = self.canonical(attrs)
         A, K = c["opacity"].shape
@@ -194,7 +217,7 @@ class AnchorField(nn.Module):
         flat = lambda x: x.reshape(A * K, *x.shape[2:]).index_select(0, slot)  # noqa: E731
         return {"slot": slot, "anchor": slot // K, "means": flat(self.anchors[:, None] + c["offsets"]),
                 "quats": flat(c["quats"]), "sizes": flat(c["sizes"]), "colors": flat(c["colors"]),
-                "opacity": flat(c["opacity"])}
+                "opacity": flat(c["opacity"]), "coarse_pre": self.coarse.precompute(self.coarse_rows(attrs))}
 
     def primitives(self, t: float, dynamic: bool = True, attrs: dict[str, Tensor] | None = None,
                    drawn: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
@@ -203,7 +226,7 @@ class AnchorField(nn.Module):
         over [A, K] of each: anchor slot // K) and `canonical_means` [N, 3] (undeformed positions).
         `drawn`: the output of `drawn(attrs)` when already computed."""
         p = drawn if drawn is not None else self.drawn(attrs)
-        d = self.deform(t, dynamic, attrs)
+        d = self.deform(t, dynamic, attrs, p["coarse_pre"])
         A, K = len(self), self.dims.k
         anchor, slot = p["anchor"], p["slot"]
         per_primitive = lambda x: x.reshape(A * K, *x.shape[2:]).index_select(0, slot)  # noqa: E731
