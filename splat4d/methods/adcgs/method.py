@@ -51,6 +51,8 @@ class ADCGSConfig:
     coarse network besides [f_v, f_t]; 0 is the paper's eq. 2 (motion from the feature alone). With it,
     nearby anchors start out moving alike, as in 4DGaussians' field: +0.6 dB on the synthetic default
     scene at 3000 iterations (24.13 vs 23.51 dB)."""
+    entropy_hidden: int = 64
+    """Width of the entropy model's networks (hyperprior, context models); they travel in the bitstream."""
     fine_stage: bool = True
     """Refine each primitive's opacity and colour over time (eq. 4); False measures the stage's worth."""
     voxel_size: float = 0.0
@@ -117,7 +119,7 @@ class ADCGSConfig:
     def validate(self, prefix: str = "method") -> None:
         """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
         for name in ("k", "feature_dim", "residual_dim", "time_dim", "time_feature_dim", "hidden", "deform_hidden",
-                     "max_init_anchors", "random_init_points", "refine_every"):
+                     "entropy_hidden", "max_init_anchors", "random_init_points", "refine_every"):
             check_int(f"{prefix}.{name}", getattr(self, name), 1)
         check_int(f"{prefix}.max_anchors", self.max_anchors, 0)
         check_int(f"{prefix}.pe_freqs", self.pe_freqs, 0, 16)
@@ -140,7 +142,8 @@ class ADCGSConfig:
                           self.pe_freqs, self.hidden, self.deform_hidden, self.coarse_pe_freqs)
 
     def entropy_dims(self) -> EntropyDims:
-        return EntropyDims(f_v=self.feature_dim, f_g=self.k * self.residual_dim, chunks=4 if self.k * self.residual_dim % 4 == 0 else 1)
+        return EntropyDims(f_v=self.feature_dim, f_g=self.k * self.residual_dim,
+                           chunks=4 if self.k * self.residual_dim % 4 == 0 else 1, hidden=self.entropy_hidden)
 
     def entropy_steps(self) -> dict[str, float]:
         return {"f_v": self.step_f_v, "f_g": self.step_f_g, "cov": self.step_cov, "col": self.step_col}
