@@ -7,13 +7,8 @@ Usage: python benchmarks/adcgs.py [--scene synthetic:default|dnerf|toss] [--iter
 
 import sys
 
+from splat4d.bench import main
 from splat4d.bench.adcgs import ADCGSBench, run
-from splat4d.cli_parse import parse
-from splat4d.errors import Splat4DError
 
 if __name__ == "__main__":
-    try:
-        run(parse(ADCGSBench, sys.argv[1:], prog="benchmarks/adcgs.py", description=ADCGSBench.__doc__))
-    except Splat4DError as e:
-        print(f"adcgs: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main(ADCGSBench, run, "benchmarks/adcgs.py", sys.argv[1:]))

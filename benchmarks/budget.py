@@ -9,14 +9,8 @@ Usage: python benchmarks/budget.py [--scenes ...] [--methods ...] [--budgets ...
 
 import sys
 
+from splat4d.bench import main
 from splat4d.bench.budget import BudgetBench, run
-from splat4d.cli_parse import parse
-from splat4d.errors import Splat4DError
 
 if __name__ == "__main__":
-    try:
-        run(parse(BudgetBench, sys.argv[1:], prog="benchmarks/budget.py", description=BudgetBench.__doc__))
-    except Splat4DError as e:
-        print(f"budget: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(0)
+    sys.exit(main(BudgetBench, run, "benchmarks/budget.py", sys.argv[1:]))
