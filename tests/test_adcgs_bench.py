@@ -21,3 +21,15 @@ def test_adcgs_bench_writes_a_complete_table(tmp_path, capsys):
     saved = json.loads((tmp_path / "adcgs_synthetic_tiny.json").read_text())
     assert saved["rows"][1]["lambda_e"] == 1e-3
     assert "x smaller" in capsys.readouterr().out
+
+
+def test_speed_only_times_both_methods_at_the_asked_counts(tmp_path):
+    import json
+
+    from splat4d.bench.adcgs import ADCGSBench, run
+
+    result = run(ADCGSBench(scene="synthetic:tiny", speed_only=True, counts=(300,), out=tmp_path))
+    row = result["rows"][0]
+    assert row["deformable_gaussians"] == 300 and row["adcgs_gaussians"] == 300
+    assert row["deformable_deform_ms"] > 0 and row["adcgs_deform_ms"] > 0
+    assert json.loads((tmp_path / "adcgs_speed_synthetic_tiny.json").read_text())["rows"] == result["rows"]

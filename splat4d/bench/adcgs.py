@@ -47,6 +47,11 @@ class ADCGSBench:
     """adcgs_<scene>.json goes here; run folders and bitstreams under out/adcgs/."""
     resume: bool = True
     """Reuse run folders that already hold a finished fit."""
+    speed_only: bool = False
+    """Only time the deformation of both methods at the Gaussian counts of `counts` (untrained models, no
+    fits); writes adcgs_speed_<scene>.json."""
+    counts: tuple[int, ...] = field(default_factory=lambda: (24480, 50000))
+    """Gaussian counts of the speed-only timing."""
 
     def validate(self) -> None:
         from splat4d import config_checks as cc
@@ -55,6 +60,8 @@ class ADCGSBench:
             cc.check_choice("--scene", self.scene, tuple(SCENES))
         cc.check_int("--iters", self.iters, 1)
         cc.check_floats("--lambdas", self.lambdas, 0)
+        for n in self.counts:
+            cc.check_int("--counts", n, 1)
         cc.check_output_dir("--out", self.out)
 
 
@@ -139,9 +146,31 @@ def deformation_at_equal_count(scene, gaussians: int, frames: int = 30) -> dict:
     return out
 
 
+def _meta(cfg: ADCGSBench) -> dict:
+    return {"scene": cfg.scene, "iters": cfg.iters, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
+            "load_avg_1min": round(os.getloadavg()[0], 2)}
+
+
+def speed_only(cfg: ADCGSBench) -> dict:
+    path, scale = SCENES.get(cfg.scene, (cfg.scene, 1.0))
+    scene = load_scene(path, scale=scale)
+    rows = [deformation_at_equal_count(scene, n) for n in cfg.counts]
+    result = {"meta": {**_meta(cfg), "iters": None, "command": "python benchmarks/adcgs.py --speed-only"}, "rows": rows}
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / f"adcgs_speed_{cfg.scene.replace(':', '_')}.json").write_text(json.dumps(result, indent=2))
+    print(f"{'Gaussians':>9} {'deformable ms':>13} {'adcgs ms':>8} {'speed-up':>8}")
+    for r in rows:
+        print(f"{r['deformable_gaussians']:>9} {r['deformable_deform_ms']:13.1f} {r['adcgs_deform_ms']:8.1f} "
+              f"{r['speedup']:7.1f}x")
+    return result
+
+
 def run(cfg: ADCGSBench) -> dict:
     from splat4d.commands_codec import compress_run
 
+    if cfg.speed_only:
+        return speed_only(cfg)
     path, scale = SCENES.get(cfg.scene, (cfg.scene, 1.0))  # any other synthetic:NAME at full size
     data = DataConfig(path, scale)
     root = cfg.out / "adcgs"
@@ -172,9 +201,7 @@ def run(cfg: ADCGSBench) -> dict:
         r["size_ratio"] = rows[0]["bytes"] / r["bytes"]
         r["psnr_minus_deformable"] = r["psnr"] - rows[0]["psnr"]
     equal = deformation_at_equal_count(scene, rows[0]["gaussians_drawn"])
-    result = {"meta": {"scene": cfg.scene, "iters": cfg.iters, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                       "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
-                       "load_avg_1min": round(os.getloadavg()[0], 2)}, "rows": rows,
+    result = {"meta": _meta(cfg), "rows": rows,
               "deformation_at_equal_count": equal}
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / f"adcgs_{key}.json").write_text(json.dumps(result, indent=2))
