@@ -153,3 +153,12 @@ def test_rate_reaches_only_anchors_in_view(scene):
     seen = m._anchors_in_view([out])
     assert "bits_per_value" in logs and 0 < int(seen.sum()) < len(m.field)
     assert (m.field.f_v.grad[~seen] == 0).all() and m.field.f_v.grad[seen].abs().sum() > 0
+
+
+def test_a_saved_model_loads_under_other_width_defaults(scene):
+    cls = get_method("adcgs")
+    m = cls.from_scene(scene, _cfg(entropy_hidden=16, coarse_pe_freqs=2))
+    cfg = _cfg(entropy_hidden=8, coarse_pe_freqs=0)  # what a config without those settings would give
+    loaded = cls.empty(cfg, m.state_dict())
+    loaded.load_state_dict(m.state_dict())
+    assert (cfg.entropy_hidden, cfg.coarse_pe_freqs) == (16, 2)

@@ -221,6 +221,12 @@ class ADCGS(Method):
     @classmethod
     def empty(cls, cfg: ADCGSConfig, state: dict) -> "ADCGS":
         shapes = {k: state[f"field.{k}"] for k in AnchorField.FIELDS}
+        # widths that a run saved before these settings existed (or had other defaults) shows in its tensors
+        if "entropy.analysis.net.0.weight" in state:
+            cfg.entropy_hidden = int(state["entropy.analysis.net.0.weight"].shape[0])
+        if "field.coarse.inp.weight" in state:
+            extra = int(state["field.coarse.inp.weight"].shape[1]) - cfg.feature_dim - cfg.time_feature_dim
+            cfg.coarse_pe_freqs = max(extra, 0) // 6
         dims = cfg.anchor_dims(int(state["field.time_table.table"].shape[0]))
         extent = float(state["extent"])
         field = AnchorField(*(torch.zeros_like(shapes[k]) for k in AnchorField.FIELDS), dims, cfg.fine_stage, extent)
