@@ -75,8 +75,11 @@ def test_fine_stage_switch_and_hidden_primitives():
     torch.testing.assert_close(g.primitives(0.5)["opacities"], torch.full((len(g) * DIMS.k,), 0.1))
     assert torch.equal(g.deform(0.5)["opac_scale_k"], torch.ones(len(g), DIMS.k))
     with torch.no_grad():
-        f.theta.out.bias[13] = -1.0  # O_k <= 0: not drawn (Scaffold-GS's rule)
+        f.theta.out.bias[13] = -7.0  # O_k < 0.5/255: could never pass the rasterizer's 1/255, not drawn
     assert len(f.primitives(0.5)["means"]) == 0
+    with torch.no_grad():
+        f.theta.out.bias[13] = -6.0  # 0.0025 > 0.5/255: drawn (a fine scale up to 2 may make it visible)
+    assert len(f.primitives(0.5)["means"]) == len(f) * DIMS.k
 
 
 def test_a_render_reaches_every_part():
@@ -135,3 +138,23 @@ def test_shared_input_forward_matches_the_concatenated_one_with_gradients():
     for a, b in zip(g_got, g_ref):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(net.forward_shared(None, shared, net.precompute(rows)), ref)
+
+
+def test_temporal_opacity_scales_an_anchors_primitives_by_its_time_window():
+    f = _field()
+    A, K = len(f), DIMS.k
+    mu = torch.linspace(0, 1, A)
+    t = AnchorField(*(getattr(f, k) for k in f.FIELDS), DIMS, True, 1.0, (mu, torch.full((A,), -2.0)))
+    t.load_state_dict({k: v for k, v in f.state_dict().items()}, strict=False)
+    assert t.fields == f.FIELDS + ("t_means", "t_log_scales") and f.temporal_factor(0.3) is None
+    factor = t.temporal_factor(0.3)
+    torch.testing.assert_close(factor, torch.exp(-0.5 * ((0.3 - mu) / torch.exp(torch.tensor(-2.0))) ** 2))
+    with torch.no_grad():
+        plain, timed = f.primitives(0.3), t.primitives(0.3)
+    torch.testing.assert_close(timed["opacities"], plain["opacities"] * factor.repeat_interleave(K))
+    torch.testing.assert_close(timed["means"], plain["means"])
+    sub = t.subset(torch.tensor([3, 1]))  # rows and their time windows travel together; networks are copied
+    torch.testing.assert_close(sub.t_means.detach(), mu[[3, 1]])
+    assert torch.equal(sub.theta.out.bias, t.theta.out.bias)
+    with pytest.raises(ValueError, match="t_means must have shape"):
+        AnchorField(*(getattr(f, k) for k in f.FIELDS), DIMS, True, 1.0, (mu[:2], mu[:2]))

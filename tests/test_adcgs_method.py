@@ -57,13 +57,20 @@ def test_stages_rate_and_refinement(scene):
         if ev:
             events.append(ev)
             # every per-anchor parameter and its Adam moments have the new number of rows
-            for name in m.field.FIELDS:
+            assert m.field.fields == m.field.FIELDS + m.field.TEMPORAL_FIELDS  # temporal opacity by default
+            for name in m.field.fields:
                 p = getattr(m.field, name)
                 assert p.shape[0] == a_before + ev["grown"] - ev["pruned"]
                 if p in opt.state:
                     assert opt.state[p]["exp_avg"].shape == p.shape, name
     rated = [s for s, logs in logs_at.items() if "bits_per_value" in logs]
     assert rated and min(rated) >= 8 and all(logs_at[s]["bits_per_value"] > 0 for s in rated)
+    import math
+    grown = sum(e["grown"] for e in events)
+    assert grown > 0  # new anchors sit at their parent's peak time, at most clone_t_scale wide
+    tail = slice(len(m.field) - events[-1]["grown"], None) if events[-1]["grown"] else slice(0, 0)
+    assert (m.field.t_log_scales[tail] <= math.log(m.cfg.clone_t_scale) + 1e-6).all()
+    assert ((m.field.t_means >= 0) & (m.field.t_means <= 1)).all()
     assert events and all(set(e) == {"grown", "pruned"} for e in events)
     assert m.dynamic and m.quantising
 
@@ -123,8 +130,8 @@ def test_bitstream_decodes_to_the_reference_exactly_and_damage_is_refused(scene,
                 a, b = ref.render(cam, t, torch.zeros(3)).rgb, got.render(cam, t, torch.zeros(3)).rgb
                 assert (a - b).abs().max() <= 1e-5, (weights, t)
         for name, sec in report["sections"].items():
-            if sec["estimated_bits"] and sec["estimated_bits"] > 2000:
-                assert sec["bytes"] * 8 / sec["estimated_bits"] <= 1.05, (name, sec)
+            if sec["estimated_bits"]:  # + a constant: the coder's flush and rounding to whole 32-bit words
+                assert sec["bytes"] * 8 <= 1.02 * sec["estimated_bits"] + 192, (name, sec)
     # fp16 weights give a smaller file than fp32 ones; both far smaller than the checkpoint's tensors
     assert len(bitstream.encode(m, config, step, "fp16")[0]) < len(bitstream.encode(m, config, step, "fp32")[0])
     _, sections = unpack(data)
@@ -153,6 +160,24 @@ def test_rate_reaches_only_anchors_in_view(scene):
     seen = m._anchors_in_view([out])
     assert "bits_per_value" in logs and 0 < int(seen.sum()) < len(m.field)
     assert (m.field.f_v.grad[~seen] == 0).all() and m.field.f_v.grad[seen].abs().sum() > 0
+
+
+def test_without_temporal_opacity_the_paper_model_codes_and_loads(scene, tmp_path):
+    from splat4d.codec.container import unpack
+    from splat4d.methods.adcgs import bitstream
+    from splat4d.train.checkpoint import to_plain
+
+    cls = get_method("adcgs")
+    m = cls.from_scene(scene, _cfg(temporal_opacity=False), torch.Generator().manual_seed(0))
+    assert not m.field.temporal and m.field.fields == m.field.FIELDS
+    m.param_groups(10)
+    config = {"method": "adcgs", "method_config": to_plain(m.cfg), "data": {}, "train": {}}
+    data, ref, _ = bitstream.encode(m, config, 10)
+    assert "temporal" not in unpack(data)[1]
+    got, _, _ = bitstream.decode(data)
+    assert not got.field.temporal and not got.cfg.temporal_opacity
+    loaded = cls.empty(_cfg(), m.state_dict())  # a state without time windows: a model without them
+    assert not loaded.field.temporal
 
 
 def test_a_saved_model_loads_under_other_width_defaults(scene):

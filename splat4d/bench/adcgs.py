@@ -113,7 +113,6 @@ def deformation_at_equal_count(scene, gaussians: int, frames: int = 30) -> dict:
     anchors), as the issue's speed target asks. Untrained models: the work per frame does not depend on
     the values (every primitive is drawn at the initial opacity). Returns both times and their ratio."""
     from splat4d.gaussians import Gaussians
-    from splat4d.methods.adcgs.anchors import AnchorField
 
     gen = torch.Generator().manual_seed(0)
     deformable = get_method("deformable").from_scene(scene, get_method("deformable").Config(), gen)
@@ -124,7 +123,7 @@ def deformation_at_equal_count(scene, gaussians: int, frames: int = 30) -> dict:
     adc = get_method("adcgs").from_scene(scene, get_method("adcgs").Config(), gen)
     f, k = adc.field, adc.cfg.k
     idx = torch.randint(len(f), (max(gaussians // k, 1),), generator=gen)
-    adc.field = AnchorField(*(getattr(f, n)[idx] for n in AnchorField.FIELDS), f.dims, f.fine, f.motion_bound)
+    adc.field = f.subset(idx)
     adc.warmup_iters.fill_(0)
     adc.quantise_iters.fill_(0)
     times = [float(v.time) for v in scene.split("train")]

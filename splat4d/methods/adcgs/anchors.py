@@ -6,7 +6,7 @@ f_v [A, Dv] and residual features f_g [A, K, Dg]. Each anchor spawns K primitive
 
 - canonical (eq. 1): a residual MLP theta(f_v, f_g,k) gives offset, size, rotation, colour residual and
   opacity of primitive k: X_k = X_v + offset * exp(Sigma_v[:3]), size_k = exp(Sigma_v[3:]) * sigmoid(.),
-  C_k = C_v + dC_k, O_k = tanh(.);
+  C_k = C_v + dC_k, O_k = sigmoid(.);
 - coarse (eqs. 2-3): the time feature f_t = F_s(Z(t)) (a learnable table interpolated at t) and f_v give
   each anchor a motion omega(f_v, f_t) -> (dX_v,t, dSigma_v,t, dC_v,t) that its K primitives follow;
 - fine (eqs. 4-5): varpi(PE(X_v + dX_v,t), f_t) refines each primitive's opacity and colour at t.
@@ -15,11 +15,21 @@ The deformation outputs are bounded (`_bounded`: motion by `motion_bound`, log-s
 and the fine stage scales opacity by s_k,t = 2 sigmoid(.) in (0, 2):
 
 X_k,t = X_k + dX_v,t, size_k,t = size_k exp(dSigma_v,t), O_k,t = O_k s_k,t, C_k,t = C_k + dC_v,t + dC_k,t.
-Primitives with O_k <= 0 are not drawn (Scaffold-GS's rule). The deformation starts at the identity. The
-fine stage scales rather than adds: added (even bounded by 0.5), it could push every primitive to O_k,t <= 0,
-where none is drawn and none gets a gradient back; with a higher deformation learning rate that happened
-within 250 iterations of the deformation starting (synthetic default: 22 -> 11 dB). Scaled, a faded
-primitive is still drawn faintly and keeps a gradient.
+Primitives with O_k < 0.5/255 are not drawn: scaled by at most 2 they stay below the rasterizer's
+alpha threshold of 1/255, so skipping them changes no pixel. (Scaffold-GS's rule, tanh and O_k <= 0, let
+one shared bias switch every primitive off for good: on the D-NeRF capture, white background, all but 10
+of 37,210 primitives had O_k <= 0 by iteration 100, and nothing drawn gets a gradient back.)
+
+The deformation starts at the identity. The fine stage scales rather than adds: added (even bounded by
+0.5), it could push every primitive below the threshold, where none is drawn and none gets a gradient
+back; with a higher deformation learning rate that happened within 250 iterations of the deformation
+starting (synthetic default: 22 -> 11 dB). Scaled, a faded primitive is still drawn faintly and keeps a
+gradient.
+
+With a temporal opacity (optional, not in the paper) each anchor also has a centre mu_v and log-width in
+time, and all its primitives' opacities are multiplied by exp(-(t - mu_v)^2 / (2 sigma_v^2)): content that
+exists only for a while in a monocular capture need not be erased by the other time steps' views (see
+`ADCGSConfig.temporal_opacity`).
 """
 
 from __future__ import annotations
@@ -36,6 +46,9 @@ from splat4d.fields.mlp import MLP
 
 
 INIT_OPACITY = 0.1
+DRAW_MIN = 0.5 / 255.0
+"""Canonical opacity below which a primitive is not drawn (the fine stage scales by < 2; the rasterizer
+skips alpha < 1/255)."""
 TIME_TABLE_STD = 1.0
 """Initial spread of the time table Z. At 0.1 the time feature f_t came out ~10x smaller than the coarse
 network's other inputs, and the coarse network learnt one displacement for all t (|dX| equal at t = 0, 0.5,
@@ -100,9 +113,12 @@ class AnchorField(nn.Module):
     dimension is the anchor index (refinement edits them)."""
 
     FIELDS = ("anchors", "log_cov", "colors", "f_v", "f_g")
+    TEMPORAL_FIELDS = ("t_means", "t_log_scales")
+    """Optional per-anchor temporal opacity: centre in [0, 1] and log of the width, [A] each."""
 
     def __init__(self, anchors: Tensor, log_cov: Tensor, colors: Tensor, f_v: Tensor, f_g: Tensor,
-                 dims: AnchorDims = AnchorDims(), fine: bool = True, motion_bound: float = 1.0):
+                 dims: AnchorDims = AnchorDims(), fine: bool = True, motion_bound: float = 1.0,
+                 temporal: tuple[Tensor, Tensor] | None = None):
         super().__init__()
         # largest anchor displacement (scene units), as float32 holds it: the same in a model and its decoding
         self.motion_bound = float(np.float32(motion_bound))
@@ -113,6 +129,12 @@ class AnchorField(nn.Module):
             if tuple(t.shape) != shapes[name]:
                 raise ValueError(f"{name} must have shape {shapes[name]}, got {tuple(t.shape)}")
             setattr(self, name, nn.Parameter(t.detach().clone().float().contiguous()))
+        self.temporal = temporal is not None
+        if self.temporal:
+            for name, t in zip(self.TEMPORAL_FIELDS, temporal):
+                if tuple(t.shape) != (A,):
+                    raise ValueError(f"{name} must have shape {(A,)}, got {tuple(t.shape)}")
+                setattr(self, name, nn.Parameter(t.detach().clone().float().contiguous()))
         self.dims, self.fine = dims, bool(fine)
         # canonical primitives: offset 3, size 3, rotation 4, colour residual 3, opacity 1
         self.theta = ResidualMLP(dims.f_v + dims.f_g, dims.hidden, 14)
@@ -120,7 +142,7 @@ class AnchorField(nn.Module):
             # weights the (nearly equal) small initial features gave all primitives one opacity, at times <= 0
             self.theta.out.weight[13].zero_()
             self.theta.skip.weight[13].zero_()
-            self.theta.out.bias[13] = math.atanh(INIT_OPACITY)
+            self.theta.out.bias[13] = math.log(INIT_OPACITY / (1.0 - INIT_OPACITY))
         self.time_table = TimeTable(dims.time_rows, dims.time_dim, init_std=TIME_TABLE_STD)
         self.time_net = MLP(dims.time_dim, dims.f_t, dims.f_t, 0)  # F_s
         coarse_pe = positional_encoding_dim(3, dims.coarse_pe_freqs, include_input=False)
@@ -152,6 +174,27 @@ class AnchorField(nn.Module):
     def __len__(self) -> int:
         return self.anchors.shape[0]
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Names of the per-anchor tensors (FIELDS, plus TEMPORAL_FIELDS with a temporal opacity)."""
+        return self.FIELDS + self.TEMPORAL_FIELDS if self.temporal else self.FIELDS
+
+    def subset(self, rows: Tensor) -> "AnchorField":
+        """A new field of the anchors `rows` (index or mask) with copies of these networks' weights."""
+        temporal = (self.t_means[rows], self.t_log_scales[rows]) if self.temporal else None
+        out = AnchorField(*(getattr(self, k)[rows] for k in self.FIELDS), self.dims, self.fine, self.motion_bound,
+                          temporal)
+        own = {k: v for k, v in self.state_dict().items() if k.split(".")[0] not in self.fields}
+        out.load_state_dict(own, strict=False)
+        return out
+
+    def temporal_factor(self, t: float) -> Tensor | None:
+        """[A] multiplier of every primitive's opacity at time t, exp(-(t - mu)^2 / (2 sigma^2)); None when
+        the field has no temporal opacity."""
+        if not self.temporal:
+            return None
+        return torch.exp(-0.5 * ((float(t) - self.t_means) * torch.exp(-self.t_log_scales)).square())
+
     def time_feature(self, t: float) -> Tensor:
         """f_t [Dt] of eq. 3."""
         return self.time_net(self.time_table(float(t)))
@@ -163,7 +206,7 @@ class AnchorField(nn.Module):
 
     def canonical(self, attrs: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Eq. 1: the K primitives of every anchor, [A, K, ...]: offsets (world units), sizes, quats,
-        colours, opacity (tanh, may be <= 0). `attrs` replaces anchor attributes (see `attribute`)."""
+        colours, opacity (sigmoid). `attrs` replaces anchor attributes (see `attribute`)."""
         A, K = len(self), self.dims.k
         f_v, log_cov = self.attribute("f_v", attrs), self.attribute("log_cov", attrs)
         x = torch.cat([f_v[:, None].expand(A, K, -1), self.attribute("f_g", attrs)], dim=-1)
@@ -172,7 +215,7 @@ class AnchorField(nn.Module):
         off_scale, size_scale = torch.exp(log_cov[:, None, :3]), torch.exp(log_cov[:, None, 3:])
         quats = rot + torch.tensor([1.0, 0.0, 0.0, 0.0], device=rot.device)
         return {"offsets": offset * off_scale, "sizes": size_scale * torch.sigmoid(size), "quats": quats,
-                "colors": self.attribute("colors", attrs)[:, None] + dcol, "opacity": torch.tanh(opac[..., 0])}
+                "colors": self.attribute("colors", attrs)[:, None] + dcol, "opacity": torch.sigmoid(opac[..., 0])}
 
     def coarse_rows(self, attrs: dict[str, Tensor] | None = None) -> Tensor:
         """The coarse network's per-anchor inputs [f_v, PE(X_v / extent)] (f_t follows them)."""
@@ -207,13 +250,13 @@ class AnchorField(nn.Module):
         return {"dx": dx, "dsize": dsize, "dcol": dcol, "opac_scale_k": opac_scale_k, "dcol_k": dcol_k}
 
     def drawn(self, attrs: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
-        """The canonical primitives that are drawn (O_k > 0), flattened: `slot` [N] (row-major index over
+        """The canonical primitives that are drawn (O_k >= DRAW_MIN), flattened: `slot` [N] (row-major index over
         [A, K]), `anchor` [N] (slot // K), means [N, 3] (X_v + offset), quats, sizes, colors, opacity.
         Also `coarse_pre`, the coarse network's time-independent part (`ResidualMLP.precompute`).
         Independent of t: a renderer computes it once and deforms only the anchors per frame."""
         c = self.canonical(attrs)
         A, K = c["opacity"].shape
-        slot = (c["opacity"] > 0).reshape(-1).nonzero()[:, 0]
+        slot = (c["opacity"] >= DRAW_MIN).reshape(-1).nonzero()[:, 0]
         flat = lambda x: x.reshape(A * K, *x.shape[2:]).index_select(0, slot)  # noqa: E731
         return {"slot": slot, "anchor": slot // K, "means": flat(self.anchors[:, None] + c["offsets"]),
                 "quats": flat(c["quats"]), "sizes": flat(c["sizes"]), "colors": flat(c["colors"]),
@@ -221,7 +264,7 @@ class AnchorField(nn.Module):
 
     def primitives(self, t: float, dynamic: bool = True, attrs: dict[str, Tensor] | None = None,
                    drawn: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
-        """The Gaussians to draw at time t (those with O_k > 0), flattened: means [N, 3], quats [N, 4],
+        """The Gaussians to draw at time t (those with O_k >= DRAW_MIN), flattened: means [N, 3], quats [N, 4],
         scales [N, 3], opacities [N], colors [N, 3] (clamped to [0, 1]), `slot` [N] (the row-major index
         over [A, K] of each: anchor slot // K) and `canonical_means` [N, 3] (undeformed positions).
         `drawn`: the output of `drawn(attrs)` when already computed."""
@@ -231,9 +274,11 @@ class AnchorField(nn.Module):
         anchor, slot = p["anchor"], p["slot"]
         per_primitive = lambda x: x.reshape(A * K, *x.shape[2:]).index_select(0, slot)  # noqa: E731
         colors = p["colors"] + d["dcol"].index_select(0, anchor) + per_primitive(d["dcol_k"])
+        opacities = (p["opacity"] * per_primitive(d["opac_scale_k"])).clamp_max(1.0)
+        if self.temporal:
+            opacities = opacities * self.temporal_factor(t).index_select(0, anchor)
         return {"means": p["means"] + d["dx"].index_select(0, anchor), "quats": p["quats"],
-                "scales": p["sizes"] * torch.exp(d["dsize"]).index_select(0, anchor),
-                "opacities": (p["opacity"] * per_primitive(d["opac_scale_k"])).clamp_max(1.0),
+                "scales": p["sizes"] * torch.exp(d["dsize"]).index_select(0, anchor), "opacities": opacities,
                 "colors": colors.clamp(0.0, 1.0), "slot": slot, "canonical_means": p["means"].detach()}
 
 

@@ -9,7 +9,9 @@ Sections, in order:
   with a JSON index (no pickle);
 - ``positions``: anchor positions quantised and coded with Draco, order kept (`codec.positions`);
 - ``hyper``, ``f_v``, ``cov``, ``col``, ``f_g.0`` ... ``f_g.3``: the anchor attributes entropy-coded under the
-  entropy model's own distributions (`EntropyModel.compress`), decoded in that order.
+  entropy model's own distributions (`EntropyModel.compress`), decoded in that order;
+- ``temporal`` (models with a temporal opacity): every anchor's temporal centre, then its log-width, raw
+  fp16 (4 bytes per anchor).
 
 `encode` first makes the lossy choices on a copy of the model (network weights rounded to the stored
 precision, positions through Draco, attributes rounded by the entropy model) and codes that copy, which is
@@ -40,7 +42,7 @@ def _network_state(method) -> dict[str, Tensor]:
     """Every tensor of the model but the per-anchor attributes (coded on their own) and the scalars the
     header holds exactly (extent, voxel, growth threshold: rounded to fp16 they moved the coarse network's
     position encoding, and the decoded frames, by up to 2e-3)."""
-    skip = {f"field.{k}" for k in method.field.FIELDS} | {"extent", "voxel", "grow_threshold"}
+    skip = {f"field.{k}" for k in method.field.fields} | {"extent", "voxel", "grow_threshold"}
     return {k: v for k, v in method.state_dict().items() if k not in skip and v.is_floating_point()}
 
 
@@ -85,7 +87,21 @@ def quantised_copy(method, weights: str = "fp16", position_bits: int = 16) -> tu
         ref.load_state_dict(state)
         pos = encode_positions(ref.field.anchors.numpy(), bits=position_bits)
         ref.field.anchors.copy_(torch.from_numpy(decode_positions(pos, len(ref.field))))
+        if ref.field.temporal:
+            for p in (ref.field.t_means, ref.field.t_log_scales):
+                p.copy_(p.half().float())
     return ref, pos
+
+
+def _pack_temporal(field) -> bytes:
+    return torch.cat([field.t_means, field.t_log_scales]).detach().cpu().half().numpy().tobytes()
+
+
+def _unpack_temporal(payload: bytes, anchors: int, source: str) -> tuple[Tensor, Tensor]:
+    if len(payload) != 4 * anchors:
+        raise BitstreamError(f"{source}: section 'temporal' holds {len(payload)} bytes, expected {4 * anchors}")
+    values = torch.from_numpy(np.frombuffer(payload, dtype=np.float16).astype(np.float32))
+    return values[:anchors], values[anchors:]
 
 
 def encode(method, config: dict, step: int, weights: str = "fp16", position_bits: int = 16) -> tuple[bytes, object, dict]:
@@ -104,9 +120,12 @@ def encode(method, config: dict, step: int, weights: str = "fp16", position_bits
         "grow_threshold": float(ref.grow_threshold), "stages": [int(ref.warmup_iters), int(ref.quantise_iters),
                                                                 int(ref.rate_iters)],
         "weights": weights, "position_bits": position_bits, "container_version": FORMAT_VERSION,
+        "temporal": bool(ref.field.temporal),
     }
     sections = {"header": json.dumps(header).encode(), "networks": _pack_tensors(_network_state(ref), WEIGHT_DTYPES[weights]),
                 "positions": positions, **payloads}
+    if ref.field.temporal:
+        sections["temporal"] = _pack_temporal(ref.field)
     data = pack(sections)
     report = {"sections": {k: {"bytes": len(v), "estimated_bits": est.get(k)} for k, v in sections.items()},
               "total_bytes": len(data), "encode_seconds": time.perf_counter() - t0}
@@ -143,11 +162,14 @@ def decode(data: bytes, source: str = "bitstream"):
         config = header["config"]
         cls = get_method("adcgs")
         cfg = from_plain(cls.Config, config["method_config"], "method")
+        cfg.temporal_opacity = bool(header.get("temporal", False))  # absent: written before it existed
         A, rows = int(header["anchors"]), int(header["time_rows"])
     except (KeyError, TypeError, ValueError) as e:
         raise BitstreamError(f"{source}: section 'header' is malformed ({e})") from None
     except ConfigError as e:
         raise BitstreamError(f"{source}: section 'header' holds an invalid config ({e})") from None
+    if cfg.temporal_opacity and "temporal" not in sections:
+        raise BitstreamError(f"{source} lacks section 'temporal'")
     nets = _unpack_tensors(sections["networks"])
     method = cls.empty_with(cfg, A, rows, header["extent"], header["voxel"], header["grow_threshold"])
     state = method.state_dict()
@@ -160,6 +182,10 @@ def decode(data: bytes, source: str = "bitstream"):
         method.field.anchors.copy_(torch.from_numpy(decode_positions(sections["positions"], A)))
         decoded = method.entropy.decompress(sections, A)
         method.set_decoded_attributes({k: v.float() for k, v in decoded.items()})
+        if cfg.temporal_opacity:
+            t_means, t_log = _unpack_temporal(sections["temporal"], A, source)
+            method.field.t_means.copy_(t_means)
+            method.field.t_log_scales.copy_(t_log)
         for buf, v in zip((method.warmup_iters, method.quantise_iters, method.rate_iters), header["stages"]):
             buf.fill_(int(v))
         method.step.fill_(int(header["step"]))

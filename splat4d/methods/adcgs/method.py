@@ -16,6 +16,7 @@ from torch import Tensor
 
 from splat4d.cameras import Cameras
 from splat4d.config_checks import check_bool, check_choice, check_float, check_int, check_positive_lrs
+from splat4d.data.foreground import foreground_rays
 from splat4d.methods.adcgs.anchors import AnchorDims, AnchorField
 from splat4d.methods.adcgs.entropy_model import EntropyDims, EntropyModel
 from splat4d.methods.adcgs.refine import AnchorRefiner
@@ -57,10 +58,29 @@ class ADCGSConfig:
     networks section 238 -> 168 KB, the coded attributes +5 KB)."""
     fine_stage: bool = True
     """Refine each primitive's opacity and colour over time (eq. 4); False measures the stage's worth."""
+    temporal_opacity: bool = True
+    """Give every anchor a temporal opacity exp(-(t - mu_v)^2 / (2 sigma_v^2)) over its K primitives (not in
+    the paper; as `deformable`'s per Gaussian): 2 values per anchor in the bitstream. Without it a monocular
+    capture's moving object is erased by the other time steps' views (D-NeRF collision at 3000 iterations:
+    18.14 dB, the ball missing). False: the paper's model."""
+    t_scale_init: float = 0.25
+    """Initial temporal width of the anchors from the scene's points (fraction of the clip); their centres
+    start uniform in [0, 1]."""
+    clone_t_scale: float = 0.05
+    """Temporal width (at most) of anchors placed on foreground rays and of grown anchors, which are centred
+    at the time of their view / of their parent primitive's largest gradient."""
+    foreground_init_anchors: int = 1000
+    """Anchors (temporal opacity only) at random depths on rays through training pixels that differ from the
+    background, centred at their view's time (`splat4d.data.foreground`): every time step starts with
+    anchors where something was seen then (0: none; at most half of max_init_anchors)."""
+    lr_t_means: float = 1e-3
+    """Learning rate of the anchors' temporal centres."""
+    lr_t_scales: float = 5e-3
+    """Learning rate of the anchors' temporal log-widths."""
     voxel_size: float = 0.0
     """Anchor voxel size in scene units (0: the smallest of extent/100 x 1.25^k giving at most max_init_anchors)."""
     max_init_anchors: int = 5000
-    """Most anchors the initial cloud may give (CPU speed: K primitives each)."""
+    """Most initial anchors (CPU speed: K primitives each), foreground anchors included."""
     random_init_points: int = 20000
     """Points placed uniformly in the scene box when the scene has no initial points."""
     warmup_fraction: float = 0.1
@@ -123,6 +143,10 @@ class ADCGSConfig:
         for name in ("k", "feature_dim", "residual_dim", "time_dim", "time_feature_dim", "hidden", "deform_hidden",
                      "entropy_hidden", "max_init_anchors", "random_init_points", "refine_every"):
             check_int(f"{prefix}.{name}", getattr(self, name), 1)
+        check_int(f"{prefix}.foreground_init_anchors", self.foreground_init_anchors, 0)
+        check_bool(f"{prefix}.temporal_opacity", self.temporal_opacity)
+        for name in ("t_scale_init", "clone_t_scale"):
+            check_float(f"{prefix}.{name}", getattr(self, name), 0, lo_open=True)
         check_int(f"{prefix}.max_anchors", self.max_anchors, 0)
         check_int(f"{prefix}.pe_freqs", self.pe_freqs, 0, 16)
         check_int(f"{prefix}.coarse_pe_freqs", self.coarse_pe_freqs, 0, 16)
@@ -136,7 +160,8 @@ class ADCGSConfig:
         check_float(f"{prefix}.prune_opacity", self.prune_opacity, 0, 1, hi_open=True)
         for name in ("step_f_v", "step_f_g", "step_cov", "step_col"):
             check_float(f"{prefix}.{name}", getattr(self, name), 0, lo_open=True)
-        check_positive_lrs(self, prefix, ("lr_features", "lr_log_cov", "lr_colors", "lr_mlp", "lr_deform", "lr_entropy"))
+        check_positive_lrs(self, prefix, ("lr_features", "lr_log_cov", "lr_colors", "lr_mlp", "lr_deform", "lr_entropy",
+                                          "lr_t_means", "lr_t_scales"))
         check_choice(f"{prefix}.backend", self.backend, BACKENDS)
 
     def anchor_dims(self, time_rows: int) -> AnchorDims:
@@ -183,17 +208,22 @@ class ADCGS(Method):
         else:
             pts = bounds[0] + (bounds[1] - bounds[0]) * torch.rand(cfg.random_init_points, 3, generator=gen, device="cpu")
             cols = None
-        voxel = cfg.voxel_size or auto_voxel(pts, extent, cfg.max_init_anchors)
+        # foreground anchors (temporal opacity only) take up to half of max_init_anchors, the cloud the rest
+        on_rays = min(cfg.foreground_init_anchors, cfg.max_init_anchors // 2) if cfg.temporal_opacity else 0
+        from_cloud = cfg.max_init_anchors - on_rays
+        voxel = cfg.voxel_size or auto_voxel(pts, extent, from_cloud)
         dims = cfg.anchor_dims(max(int(scene.num_frames), 1))
         field = AnchorField.init_from_points(pts, cols, voxel, dims, gen, cfg.fine_stage, extent)
-        if len(field) > cfg.max_init_anchors:  # a set voxel_size may give more: keep a random subset
-            keep = torch.randperm(len(field), generator=gen, device="cpu")[: cfg.max_init_anchors]
-            field = AnchorField(*(getattr(field, k)[keep] for k in AnchorField.FIELDS), dims, cfg.fine_stage, extent)
+        if len(field) > from_cloud:  # a set voxel_size may give more: keep a random subset
+            field = field.subset(torch.randperm(len(field), generator=gen, device="cpu")[:from_cloud])
+        rays = None
+        if cfg.temporal_opacity:
+            rays = foreground_rays(scene)
+            field = with_temporal_opacity(field, rays, bounds, cfg, on_rays, gen)
         threshold = cfg.grow_threshold or auto_grad_threshold(scene.views_per_time("train"))
         if cfg.max_anchors <= 0:  # resolved in place, so the run's config.yaml shows it
-            from splat4d.data.foreground import foreground_rays
-
-            cfg.max_anchors = max(auto_max_gaussians(foreground_rays(scene).pixels_per_view, 0) // cfg.k, len(field))
+            rays = rays if rays is not None else foreground_rays(scene)
+            cfg.max_anchors = max(auto_max_gaussians(rays.pixels_per_view, 0) // cfg.k, len(field))
         return cls(cfg, field, extent, voxel, threshold)
 
     @classmethod
@@ -202,8 +232,9 @@ class ADCGS(Method):
         """A model of `anchors` anchors with zero attributes (to receive decoded values)."""
         dims = cfg.anchor_dims(time_rows)
         z = lambda *shape: torch.zeros(*shape, device="cpu")  # noqa: E731 (moved to the device by the caller)
+        temporal = (z(anchors), z(anchors)) if cfg.temporal_opacity else None
         field = AnchorField(z(anchors, 3), z(anchors, 6), z(anchors, 3), z(anchors, dims.f_v), z(anchors, dims.k, dims.f_g),
-                            dims, cfg.fine_stage, extent)
+                            dims, cfg.fine_stage, extent, temporal)
         return cls(cfg, field, extent, voxel, grow_threshold)
 
     @torch.no_grad()
@@ -227,9 +258,12 @@ class ADCGS(Method):
         if "field.coarse.inp.weight" in state:
             extra = int(state["field.coarse.inp.weight"].shape[1]) - cfg.feature_dim - cfg.time_feature_dim
             cfg.coarse_pe_freqs = max(extra, 0) // 6
+        cfg.temporal_opacity = "field.t_means" in state  # runs saved before it existed have none
         dims = cfg.anchor_dims(int(state["field.time_table.table"].shape[0]))
         extent = float(state["extent"])
-        field = AnchorField(*(torch.zeros_like(shapes[k]) for k in AnchorField.FIELDS), dims, cfg.fine_stage, extent)
+        temporal = (torch.zeros_like(state["field.t_means"]),) * 2 if cfg.temporal_opacity else None
+        field = AnchorField(*(torch.zeros_like(shapes[k]) for k in AnchorField.FIELDS), dims, cfg.fine_stage, extent,
+                            temporal)
         return cls(cfg, field, extent, float(state["voxel"]), float(state["grow_threshold"]))
 
     # ------------------------------------------------------------ training
@@ -242,7 +276,9 @@ class ADCGS(Method):
         start = int(self.warmup_iters)
         deform = list(f.time_table.parameters()) + list(f.time_net.parameters()) + list(f.coarse.parameters()) + \
             list(f.fine_net.parameters())
-        return [
+        temporal = [ParamGroup("t_means", [f.t_means], c.lr_t_means, per_gaussian=True),
+                    ParamGroup("t_log_scales", [f.t_log_scales], c.lr_t_scales, per_gaussian=True)] if f.temporal else []
+        return temporal + [
             ParamGroup("anchors", [f.anchors], c.lr_anchors, per_gaussian=True),
             ParamGroup("log_cov", [f.log_cov], c.lr_log_cov, per_gaussian=True),
             ParamGroup("colors", [f.colors], c.lr_colors, per_gaussian=True),
@@ -363,6 +399,9 @@ class ADCGS(Method):
                         background=background, backend=self.cfg.backend, **kw)
         out.meta["slot"] = p["slot"]
         out.meta["opacities"] = p["opacities"].detach()
+        out.meta["time"] = float(t)  # grown anchors are centred at the time their parent was needed
+        if self.field.temporal:  # a primitive too faint at this time to draw a pixel is not seen in this view
+            out.meta["visible"] = out.meta["visible"] & (p["opacities"] >= 1.0 / 255.0).to(out.meta["visible"].device)
         out.meta["canonical_means"] = p["canonical_means"]
         return out
 
@@ -373,6 +412,31 @@ class ADCGS(Method):
         p = self.primitives_at(t)
         return {"means": p["means"], "quats": p["quats"], "scales": p["scales"], "opacities": p["opacities"],
                 "sh": rgb_to_sh(p["colors"])[:, None, :]}
+
+
+def with_temporal_opacity(field: AnchorField, rays, bounds: Tensor, cfg: ADCGSConfig, on_rays: int,
+                          gen: torch.Generator) -> AnchorField:
+    """`field` with a temporal opacity (centres uniform in [0, 1], width t_scale_init) plus `on_rays`
+    anchors on foreground rays at their view's time (width clone_t_scale),
+    each at its own point (not merged by voxel: anchors of different times may share one), the ray's
+    colour, the sizes of the field's anchors, random features."""
+    from splat4d.data.foreground import points_on_rays
+
+    pts, cols, times = points_on_rays(rays, bounds, on_rays, gen)
+    n, d = len(pts), field.dims
+    A = len(field)
+    grow = lambda p, extra: torch.cat([p.detach(), extra.to(p)])  # noqa: E731
+    log_cov = field.log_cov[:1].detach().expand(n, -1) if A else torch.zeros(n, 6)
+    new = {"anchors": pts, "log_cov": log_cov, "colors": cols,
+           "f_v": torch.randn(n, d.f_v, generator=gen, device="cpu") * 0.01,
+           "f_g": torch.randn(n, d.k, d.f_g, generator=gen, device="cpu") * 0.01}
+    t_means = torch.cat([torch.rand(A, generator=gen, device="cpu"), times])
+    t_log = torch.cat([torch.full((A,), math.log(cfg.t_scale_init)), torch.full((n,), math.log(cfg.clone_t_scale))])
+    out = AnchorField(*(grow(getattr(field, k), new[k]) for k in AnchorField.FIELDS), d, field.fine,
+                      field.motion_bound, (t_means.to(field.anchors), t_log.to(field.anchors)))
+    out.load_state_dict({k: v for k, v in field.state_dict().items() if k.split(".")[0] not in field.fields},
+                        strict=False)
+    return out
 
 
 def auto_voxel(points: Tensor, extent: float, max_anchors: int) -> float:

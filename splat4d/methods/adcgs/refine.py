@@ -5,10 +5,15 @@ produced it (`rasterize(..., return_weights=True)`), and accumulated over the vi
 grad_k = sum Psi ||grad_k,t|| / sum Psi. Where grad_k passes the growth threshold, the primitive's place
 becomes a new anchor (its voxel, unless one is there already), inheriting its parent anchor's features.
 Anchors none of whose primitives reached `prune_opacity` in a view since the last refinement are pruned.
+With a temporal opacity a new anchor is centred at the time of the view where its parent primitive's
+weighted gradient was largest (at most `clone_t_scale` wide), and a voxel counts as taken only by an anchor
+centred in the same time bin (2 x clone_t_scale): one place may hold an anchor per stretch of time.
 Parameter rows and their Adam moments are edited by `train.optim.edit_rows`, as Gaussian densification does.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -27,16 +32,23 @@ class AnchorRefiner:
         self.wgrad: Tensor | None = None  # [A*K] sum of Psi x |grad|
         self.weight: Tensor | None = None  # [A*K] sum of Psi
         self.max_opacity: Tensor | None = None  # [A*K] largest drawn opacity
+        self.peak: Tensor | None = None  # [A*K] largest weighted gradient of one view
+        self.peak_time: Tensor | None = None  # [A*K] time of that view
 
     def schedule(self, total_steps: int) -> None:
         self.start = round(self.cfg.refine_start_fraction * total_steps)
         self.stop = round(self.cfg.refine_stop_fraction * total_steps)
 
     def state_dict(self) -> dict:
-        return {"wgrad": self.wgrad, "weight": self.weight, "max_opacity": self.max_opacity}
+        return {"wgrad": self.wgrad, "weight": self.weight, "max_opacity": self.max_opacity, "peak": self.peak,
+                "peak_time": self.peak_time}
 
     def load_state_dict(self, state: dict) -> None:
         self.wgrad, self.weight, self.max_opacity = state["wgrad"], state["weight"], state["max_opacity"]
+        self.peak, self.peak_time = state.get("peak"), state.get("peak_time")
+
+    def _reset(self) -> None:
+        self.wgrad = self.weight = self.max_opacity = self.peak = self.peak_time = None
 
     def accumulate(self, outs: list[RenderOutput], slots: int, step: int) -> None:
         """Add this iteration's weighted screen gradients (per-view NDC units, as densification's)."""
@@ -47,6 +59,8 @@ class AnchorRefiner:
             self.wgrad = torch.zeros(slots, device=device)
             self.weight = torch.zeros(slots, device=device)
             self.max_opacity = torch.zeros(slots, device=device)
+            self.peak = torch.zeros(slots, device=device)
+            self.peak_time = torch.zeros(slots, device=device)
         views = sum(o.meta["means2d"].shape[0] for o in outs)
         for o in outs:
             m2d, w, slot = o.meta["means2d"], o.meta.get("weights"), o.meta["slot"]
@@ -57,6 +71,12 @@ class AnchorRefiner:
             w = w.detach().to(norms)
             self.wgrad.index_add_(0, slot, (w * norms).sum(0).to(self.wgrad))
             self.weight.index_add_(0, slot, w.sum(0).to(self.weight))
+            if "time" in o.meta:  # slots are unique within one render
+                view_peak = (w * norms).amax(0).to(self.peak)
+                higher = view_peak > self.peak[slot]
+                self.peak[slot] = torch.where(higher, view_peak, self.peak[slot])
+                self.peak_time[slot] = torch.where(higher, torch.full_like(view_peak, float(o.meta["time"])),
+                                                   self.peak_time[slot])
             seen = (w > 0).any(0)
             opac = torch.where(seen, o.meta["opacities"].to(self.max_opacity), torch.zeros_like(self.max_opacity[slot]))
             self.max_opacity.scatter_reduce_(0, slot, opac, reduce="amax")
@@ -70,11 +90,16 @@ class AnchorRefiner:
         field = method.field
         A, K = len(field), c.k
         if self.wgrad.shape[0] != A * K:
-            self.wgrad = self.weight = self.max_opacity = None
+            self._reset()
             return {}
         for t in (self.wgrad, self.weight):
             distributed.all_reduce_sum_(t)
         distributed.all_reduce_max_(self.max_opacity)
+        if self.peak is not None and distributed.world_size() > 1:  # the time of the largest over ranks
+            local = self.peak.clone()
+            distributed.all_reduce_max_(self.peak)
+            self.peak_time = torch.where(local >= self.peak, self.peak_time, torch.full_like(self.peak_time, -1.0))
+            distributed.all_reduce_max_(self.peak_time)
         keep = self.max_opacity.reshape(A, K).amax(1) >= c.prune_opacity
         if not bool(keep.any()):
             keep[self.weight.reshape(A, K).sum(1).argmax()] = True  # never leave an empty model
@@ -82,9 +107,9 @@ class AnchorRefiner:
                                    torch.zeros_like(self.wgrad))
         new = self._new_anchors(field, significance, keep, float(method.voxel), float(method.grow_threshold))
         n_new = new["anchors"].shape[0]
-        edit_rows(field, field.FIELDS, opt, lambda name, p: torch.cat([p[keep], new[name].to(p)]),
+        edit_rows(field, field.fields, opt, lambda name, p: torch.cat([p[keep], new[name].to(p)]),
                   lambda s: torch.cat([s[keep], s.new_zeros((n_new, *s.shape[1:]))]))
-        self.wgrad = self.weight = self.max_opacity = None
+        self._reset()
         return {"grown": n_new, "pruned": int((~keep).sum())}
 
     def _new_anchors(self, field, significance: Tensor, keep: Tensor, voxel: float, threshold: float) -> dict[str, Tensor]:
@@ -94,7 +119,7 @@ class AnchorRefiner:
         device = field.anchors.device
         cand = (significance > threshold).reshape(A, K) & keep[:, None]
         room = self.cfg.max_anchors - int(keep.sum())
-        empty = {name: getattr(field, name)[:0] for name in field.FIELDS}
+        empty = {name: getattr(field, name)[:0] for name in field.fields}
         if room <= 0 or not bool(cand.any()):
             return empty
         canon = field.anchors[:, None] + field.canonical()["offsets"]  # [A, K, 3]
@@ -103,6 +128,11 @@ class AnchorRefiner:
         slots = slots[order]
         keys = torch.floor(canon.reshape(-1, 3)[slots] / voxel).long()
         occupied = torch.floor(field.anchors[keep] / voxel).long()
+        if field.temporal:  # a fourth key: the time bin of the anchor's centre / of the parent's peak view
+            bin_width = 2.0 * self.cfg.clone_t_scale
+            peak_t = self.peak_time[slots] if self.peak_time is not None else field.t_means.repeat_interleave(K)[slots]
+            keys = torch.cat([keys, torch.floor(peak_t / bin_width).long()[:, None]], 1)
+            occupied = torch.cat([occupied, torch.floor(field.t_means[keep] / bin_width).long()[:, None]], 1)
         uniq, inv = torch.unique(torch.cat([occupied, keys]), dim=0, return_inverse=True)
         taken = torch.zeros(len(uniq), dtype=torch.bool, device=device)
         taken[inv[: len(occupied)]] = True
@@ -113,6 +143,9 @@ class AnchorRefiner:
         if len(pick) == 0:
             return empty
         parents = slots[pick] // K
-        out = {name: getattr(field, name)[parents].detach().clone() for name in field.FIELDS}
-        out["anchors"] = (keys[pick].to(field.anchors.dtype) + 0.5) * voxel
+        out = {name: getattr(field, name)[parents].detach().clone() for name in field.fields}
+        out["anchors"] = (keys[pick, :3].to(field.anchors.dtype) + 0.5) * voxel
+        if field.temporal:
+            out["t_means"] = peak_t[pick].to(field.t_means).clamp(0.0, 1.0)
+            out["t_log_scales"] = out["t_log_scales"].clamp_max(math.log(self.cfg.clone_t_scale))
         return out
