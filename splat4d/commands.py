@@ -39,6 +39,11 @@ def eval_run(run: Path, data: str | None, scale: float | None, out: Path | None,
     out = Path(out) if out else (run.parent / f"{run.stem}_eval" if run.is_file() else run)
     result = evaluate(method, scene, split=split, out_dir=out / "eval", lpips_weights=lpips_weights)
     result["iterations"] = step
+    if run.is_file():  # a bitstream: its size is the file's, not the decoded tensors'
+        from splat4d.metrics import file_size_mb
+
+        result["decoded_size_mb"] = result["size_mb"]
+        result["size_mb"] = file_size_mb(run)
     path = write_metrics(out, result)
     print_metrics(result, f"{config['method']} on {scene.name} ({result['split']}, {result['views']} views):")
     print(f"wrote {path} and {out / 'eval'}/*.png")

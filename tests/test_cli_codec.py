@@ -1,6 +1,7 @@
 """`splat4d compress / decompress`, and eval / render / export reading a .s4d: the round trip, and every
 kind of bad input as one line and exit code 2 with nothing half-written."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,8 @@ def test_compress_decompress_eval_render_export(s4d, tmp_path, capsys):
     with torch.no_grad():
         assert torch.equal(a.render(cam, 0.3, torch.zeros(3)).rgb, b.render(cam, 0.3, torch.zeros(3)).rgb)
     assert main(["eval", str(s4d), "--out", str(tmp_path / "ev")]) == 0
-    assert (tmp_path / "ev" / "metrics.json").is_file()
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())["test"]
+    assert metrics["size_mb"] == s4d.stat().st_size / 1e6 < metrics["decoded_size_mb"]  # the file's bytes
     assert main(["eval", str(s4d), "--data", "synthetic:tiny", "--scale", "0.5", "--out", str(tmp_path / "ev2")]) == 0
     assert main(["render", str(s4d), "--frames", "3", "--out", str(tmp_path / "o.mp4")]) == 0
     assert main(["export", str(s4d), "--out", str(tmp_path / "f.ply")]) == 0
