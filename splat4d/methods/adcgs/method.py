@@ -224,7 +224,7 @@ class ADCGS(Method):
         rays = None
         if cfg.temporal_opacity:
             rays = foreground_rays(scene)
-            field = with_temporal_opacity(field, rays, bounds, cfg, on_rays, gen)
+            field = with_temporal_opacity(field, rays, bounds, cfg, on_rays, voxel, gen)
         threshold = cfg.grow_threshold or auto_grad_threshold(scene.views_per_time("train"))
         if cfg.max_anchors <= 0:  # resolved in place, so the run's config.yaml shows it
             rays = rays if rays is not None else foreground_rays(scene)
@@ -419,24 +419,25 @@ class ADCGS(Method):
                 "sh": rgb_to_sh(p["colors"])[:, None, :]}
 
 
-def with_temporal_opacity(field: AnchorField, rays, bounds: Tensor, cfg: ADCGSConfig, on_rays: int,
+def with_temporal_opacity(field: AnchorField, rays, bounds: Tensor, cfg: ADCGSConfig, on_rays: int, voxel: float,
                           gen: torch.Generator) -> AnchorField:
     """`field` with a temporal opacity (centres uniform in [0, 1], width t_scale_init) plus `on_rays`
     anchors on foreground rays at their view's time (width clone_t_scale),
     each at its own point (not merged by voxel: anchors of different times may share one), the ray's
-    colour, the sizes of the field's anchors, random features."""
+    colour, sizes from the voxel (as `init_from_points`), random features."""
     from splat4d.data.foreground import points_on_rays
 
     pts, cols, times = points_on_rays(rays, bounds, on_rays, gen)
     n, d = len(pts), field.dims
     A = len(field)
     grow = lambda p, extra: torch.cat([p.detach(), extra.to(p)])  # noqa: E731
-    log_cov = field.log_cov[:1].detach().expand(n, -1) if A else torch.zeros(n, 6)
+    log_cov = torch.full((n, 6), math.log(voxel), device="cpu")
     new = {"anchors": pts, "log_cov": log_cov, "colors": cols,
            "f_v": torch.randn(n, d.f_v, generator=gen, device="cpu") * 0.01,
            "f_g": torch.randn(n, d.k, d.f_g, generator=gen, device="cpu") * 0.01}
     t_means = torch.cat([torch.rand(A, generator=gen, device="cpu"), times])
-    t_log = torch.cat([torch.full((A,), math.log(cfg.t_scale_init)), torch.full((n,), math.log(cfg.clone_t_scale))])
+    t_log = torch.cat([torch.full((A,), math.log(cfg.t_scale_init), device="cpu"),
+                       torch.full((n,), math.log(cfg.clone_t_scale), device="cpu")])
     out = AnchorField(*(grow(getattr(field, k), new[k]) for k in AnchorField.FIELDS), d, field.fine,
                       field.motion_bound, (t_means.to(field.anchors), t_log.to(field.anchors)))
     out.load_state_dict({k: v for k, v in field.state_dict().items() if k.split(".")[0] not in field.fields},
