@@ -1,6 +1,8 @@
 """ADC-GS's anchor model (eqs. 1-5): voxel anchors, K primitives per anchor, coarse motion shared by an
 anchor's primitives, the fine stage's switch, and gradients through a render."""
 
+import math
+
 import torch
 import pytest
 
@@ -158,3 +160,26 @@ def test_temporal_opacity_scales_an_anchors_primitives_by_its_time_window():
     assert torch.equal(sub.theta.out.bias, t.theta.out.bias)
     with pytest.raises(ValueError, match="t_means must have shape"):
         AnchorField(*(getattr(f, k) for k in f.FIELDS), DIMS, True, 1.0, (mu[:2], mu[:2]))
+
+
+def test_growth_places_finer_anchors_where_the_coarse_voxel_is_taken():
+    from types import SimpleNamespace
+
+    from splat4d.methods.adcgs.refine import AnchorRefiner
+
+    f = AnchorField.init_from_points(torch.tensor([[0.5, 0.5, 0.5]]), None, 1.0, DIMS, torch.Generator().manual_seed(0))
+    K = DIMS.k  # primitives at x = 0.5, 0.75, 0.8, 0.5: all inside the anchor's voxel [0, 1)^3
+    offsets = torch.zeros(1, K, 3)
+    offsets[0, :, 0] = torch.tensor([0.0, 0.25, 0.3, 0.0])
+    f.canonical = lambda attrs=None: {"offsets": offsets}  # noqa: E731 (only the offsets are read)
+    significance = torch.tensor([0.0, 2.0, 3.0, 0.5])  # thresholds 0.9, 1.8, 3.6 at levels 0, 1, 2
+    keep = torch.tensor([True])
+
+    def grown(levels):
+        cfg = SimpleNamespace(k=K, max_anchors=10, grow_levels=levels, clone_t_scale=0.05)
+        return AnchorRefiner(cfg)._new_anchors(f, significance, keep, 1.0, 0.9)
+
+    assert len(grown(1)["anchors"]) == 0  # the only coarse voxel holds the anchor itself
+    new = grown(3)  # level 1 (voxel 0.25): primitives 1 and 2 share the free voxel [0.75, 1) x [0.5, 0.75)^2
+    torch.testing.assert_close(new["anchors"], torch.tensor([[0.875, 0.625, 0.625]]))
+    torch.testing.assert_close(new["log_cov"], f.log_cov.detach() - math.log(4.0))

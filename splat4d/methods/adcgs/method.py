@@ -129,6 +129,11 @@ class ADCGSConfig:
     grow_threshold: float = 0.0
     """Temporal-significance-weighted mean 2D gradient (eq. 11, NDC units) above which a primitive's place
     becomes a new anchor (0: from the capture, as `densify.auto_grad_threshold`)."""
+    grow_levels: int = 1
+    """Voxel resolutions of anchor growth (Scaffold-GS's multi-resolution growth): level m grows anchors in
+    voxels of voxel / 4^m where a primitive's significance passes grow_threshold x 2^m, their offsets and
+    sizes scaled by 4^-m (1: the initial voxel only; a primitive within its own anchor's voxel then never
+    grows one)."""
     prune_opacity: float = 0.05
     """Anchors whose primitives never reached this opacity (as drawn, in any view since the last refinement)
     are pruned. The primitives' opacities come from one shared network, which holds useless ones near
@@ -149,6 +154,7 @@ class ADCGSConfig:
                      "entropy_hidden", "max_init_anchors", "random_init_points", "refine_every"):
             check_int(f"{prefix}.{name}", getattr(self, name), 1)
         check_int(f"{prefix}.foreground_init_anchors", self.foreground_init_anchors, 0)
+        check_int(f"{prefix}.grow_levels", self.grow_levels, 1, 8)
         check_bool(f"{prefix}.temporal_opacity", self.temporal_opacity)
         for name in ("t_scale_init", "clone_t_scale"):
             check_float(f"{prefix}.{name}", getattr(self, name), 0, lo_open=True)

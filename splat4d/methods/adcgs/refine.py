@@ -113,39 +113,61 @@ class AnchorRefiner:
         return {"grown": n_new, "pruned": int((~keep).sum())}
 
     def _new_anchors(self, field, significance: Tensor, keep: Tensor, voxel: float, threshold: float) -> dict[str, Tensor]:
-        """One new anchor per voxel holding a significant primitive and no kept anchor (at most up to
-        max_anchors), inheriting the attributes of the anchor of its most significant primitive."""
-        A, K = len(field), self.cfg.k
-        device = field.anchors.device
-        cand = (significance > threshold).reshape(A, K) & keep[:, None]
+        """New anchors at `grow_levels` voxel resolutions (Scaffold-GS's multi-resolution growth): at level m
+        the voxel is voxel / 4^m and the threshold threshold x 2^m; one new anchor per such voxel holding a
+        primitive above the threshold and no anchor (kept, or new at a coarser level), at most up to
+        max_anchors, coarse levels first. A new anchor inherits the attributes of the anchor of the voxel's
+        most significant primitive, its offsets and sizes scaled by 4^-m."""
+        K = self.cfg.k
         room = self.cfg.max_anchors - int(keep.sum())
-        empty = {name: getattr(field, name)[:0] for name in field.fields}
+        parts = [{name: getattr(field, name)[:0].detach() for name in field.fields}]
+        cand = (significance > threshold).reshape(len(field), K) & keep[:, None]
         if room <= 0 or not bool(cand.any()):
-            return empty
-        canon = field.anchors[:, None] + field.canonical()["offsets"]  # [A, K, 3]
+            return parts[0]
+        canon = (field.anchors[:, None] + field.canonical()["offsets"]).reshape(-1, 3)  # [A*K, 3]
         slots = cand.reshape(-1).nonzero()[:, 0]
-        order = significance[slots].argsort(descending=True)
-        slots = slots[order]
-        keys = torch.floor(canon.reshape(-1, 3)[slots] / voxel).long()
-        occupied = torch.floor(field.anchors[keep] / voxel).long()
-        if field.temporal:  # a fourth key: the time bin of the anchor's centre / of the parent's peak view
+        slots = slots[significance[slots].argsort(descending=True)]
+        peak_t = None
+        if field.temporal:
+            peak_t = self.peak_time if self.peak_time is not None else field.t_means.repeat_interleave(K)
+        placed, placed_t = field.anchors[keep].detach(), field.t_means[keep].detach() if field.temporal else None
+        for level in range(self.cfg.grow_levels):
+            size = voxel / 4**level
+            sel = slots[significance[slots] > threshold * 2**level]
+            if room <= 0 or len(sel) == 0:
+                break
+            pick, keys = self._free_voxels(canon[sel], None if peak_t is None else peak_t[sel], placed, placed_t, size)
+            pick = pick[:room]
+            if len(pick) == 0:
+                continue
+            parents = sel[pick] // K
+            out = {name: getattr(field, name)[parents].detach().clone() for name in field.fields}
+            out["anchors"] = (keys[pick, :3].to(field.anchors.dtype) + 0.5) * size
+            out["log_cov"] = out["log_cov"] - level * math.log(4.0)
+            if field.temporal:
+                out["t_means"] = peak_t[sel][pick].to(field.t_means).clamp(0.0, 1.0)
+                out["t_log_scales"] = out["t_log_scales"].clamp_max(math.log(self.cfg.clone_t_scale))
+                placed_t = torch.cat([placed_t, out["t_means"]])
+            placed = torch.cat([placed, out["anchors"]])
+            parts.append(out)
+            room -= len(pick)
+        return {name: torch.cat([p[name] for p in parts]) for name in field.fields}
+
+    def _free_voxels(self, where: Tensor, when: Tensor | None, placed: Tensor, placed_t: Tensor | None,
+                     size: float) -> tuple[Tensor, Tensor]:
+        """(indices into `where` (ordered most significant first) of the first candidate in each voxel of
+        `size` that holds no anchor of `placed`, ascending; the candidates' voxel keys). With times, a
+        fourth key is the time bin (2 x clone_t_scale) of the candidate's peak / of the anchor's centre."""
+        keys = torch.floor(where / size).long()
+        occupied = torch.floor(placed / size).long()
+        if when is not None:
             bin_width = 2.0 * self.cfg.clone_t_scale
-            peak_t = self.peak_time[slots] if self.peak_time is not None else field.t_means.repeat_interleave(K)[slots]
-            keys = torch.cat([keys, torch.floor(peak_t / bin_width).long()[:, None]], 1)
-            occupied = torch.cat([occupied, torch.floor(field.t_means[keep] / bin_width).long()[:, None]], 1)
+            keys = torch.cat([keys, torch.floor(when / bin_width).long()[:, None]], 1)
+            occupied = torch.cat([occupied, torch.floor(placed_t / bin_width).long()[:, None]], 1)
         uniq, inv = torch.unique(torch.cat([occupied, keys]), dim=0, return_inverse=True)
-        taken = torch.zeros(len(uniq), dtype=torch.bool, device=device)
+        taken = torch.zeros(len(uniq), dtype=torch.bool, device=where.device)
         taken[inv[: len(occupied)]] = True
         key_ids = inv[len(occupied):]
-        first = torch.full((len(uniq),), len(slots), dtype=torch.long, device=device)
-        first.scatter_reduce_(0, key_ids, torch.arange(len(slots), device=device), reduce="amin")  # most significant
-        pick = first[(~taken) & (first < len(slots))].sort().values[:room]
-        if len(pick) == 0:
-            return empty
-        parents = slots[pick] // K
-        out = {name: getattr(field, name)[parents].detach().clone() for name in field.fields}
-        out["anchors"] = (keys[pick, :3].to(field.anchors.dtype) + 0.5) * voxel
-        if field.temporal:
-            out["t_means"] = peak_t[pick].to(field.t_means).clamp(0.0, 1.0)
-            out["t_log_scales"] = out["t_log_scales"].clamp_max(math.log(self.cfg.clone_t_scale))
-        return out
+        first = torch.full((len(uniq),), len(where), dtype=torch.long, device=where.device)
+        first.scatter_reduce_(0, key_ids, torch.arange(len(where), device=where.device), reduce="amin")
+        return first[(~taken) & (first < len(where))].sort().values, keys
