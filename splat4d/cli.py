@@ -283,6 +283,7 @@ COMMANDS: dict[str, type | str | None] = {
     "export": Export,
     "compress": Compress,
     "decompress": Decompress,
+    "carve": "splat4d.cli_carve:Carve",  # imported on use (torch)
     "bench raster": "splat4d.bench.raster:RasterBenchConfig",  # imported on use (loads the rasterizer)
 }
 
