@@ -1,0 +1,67 @@
+"""Numba kernel of the depth-peeling selection (`splat4d.render.points`): per pixel the k covering points
+nearest the camera. Points are visited in index order and each is inserted into the depth-sorted k-list
+of every pixel it covers (after any equal depth already there, so ties go to the lower index, as the
+torch backends order them). Rows of the image are split between threads; each thread visits every point
+but only the rows it owns, so no two threads write one pixel."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from numba import njit, prange
+from torch import Tensor
+
+
+@njit(parallel=True, cache=True)
+def _select(u, v, z, r, width, height, k, row_blocks):
+    n = u.shape[0]
+    idx = np.full((height, width, k), -1, dtype=np.int64)
+    best = np.full((height, width, k), np.inf, dtype=np.float64)
+    count = np.zeros((height, width), dtype=np.int64)
+    rows_per = (height + row_blocks - 1) // row_blocks
+    for b in prange(row_blocks):
+        ry0, ry1 = b * rows_per, min(height, (b + 1) * rows_per)
+        for i in range(n):
+            ri = r[i]
+            if ri <= 0.0:
+                continue
+            y0 = max(int(math.floor(v[i] - ri)), ry0)
+            y1 = min(int(math.ceil(v[i] + ri)), ry1)
+            if y0 >= y1:
+                continue
+            x0 = max(int(math.floor(u[i] - ri)), 0)
+            x1 = min(int(math.ceil(u[i] + ri)), width)
+            r2 = ri * ri
+            zi = z[i]
+            for py in range(y0, y1):
+                dy = py + 0.5 - v[i]
+                for px in range(x0, x1):
+                    dx = px + 0.5 - u[i]
+                    if dx * dx + dy * dy >= r2:
+                        continue
+                    c = count[py, px]
+                    if c == k and zi >= best[py, px, k - 1]:
+                        continue
+                    # insertion point: after every depth <= zi
+                    j = c if c < k else k - 1
+                    while j > 0 and best[py, px, j - 1] > zi:
+                        if j < k:
+                            best[py, px, j] = best[py, px, j - 1]
+                            idx[py, px, j] = idx[py, px, j - 1]
+                        j -= 1
+                    best[py, px, j] = zi
+                    idx[py, px, j] = i
+                    if c < k:
+                        count[py, px] = c + 1
+    return idx
+
+
+def select_cpu(uv: Tensor, z: Tensor, r_px: Tensor, width: int, height: int, k: int) -> Tensor:
+    """[H, W, k] long indices of the k nearest covering points per pixel (-1: none); see the module."""
+    a = lambda t: np.ascontiguousarray(t.detach().cpu().double().numpy())  # noqa: E731
+    uv_ = a(uv)
+    blocks = max(1, min(height, 4 * torch.get_num_threads()))
+    out = _select(uv_[:, 0].copy(), uv_[:, 1].copy(), a(z), a(r_px), int(width), int(height), int(k), blocks)
+    return torch.from_numpy(out).to(uv.device)
