@@ -20,6 +20,7 @@ BUILTIN = {
     "static": "splat4d.methods.static",
     "deformable": "splat4d.methods.deformable",
     "adcgs": "splat4d.methods.adcgs.method",
+    "fourk4d": "splat4d.methods.fourk4d.method",
 }
 _REGISTRY: dict[str, type["Method"]] = {}
 

@@ -169,9 +169,10 @@ def carve_frame(cams: Cameras, masks: Tensor, bounds: Tensor, cfg: CarveConfig,
     return Hull(centers, size, surface, pts)
 
 
-def frame_masks(scene, views, background=None, threshold: float = 0.5) -> Tensor:
+def frame_masks(scene, views, background=None, threshold: float = 0.5, use_masks: bool = True) -> Tensor:
     """[C, H, W] bool foreground masks of `views`: each view's mask (mask file or RGBA alpha) above
-    `threshold`, else pixels that differ from `background` (RGB in [0, 1]) when one is given.
+    `threshold`, else (or with `use_masks` False) pixels that differ from `background` (RGB in [0, 1]) when
+    one is given.
 
     Raises:
         DatasetError: a view has no mask and no background colour was given (naming the view).
@@ -180,7 +181,7 @@ def frame_masks(scene, views, background=None, threshold: float = 0.5) -> Tensor
 
     out = []
     for v in views:
-        a = scene.alpha(v)
+        a = scene.alpha(v) if use_masks else None
         if a is not None:
             out.append(a > threshold)
         elif background is not None:

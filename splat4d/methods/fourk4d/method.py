@@ -1,0 +1,241 @@
+"""`fourk4d`: 4K4D (space-carved point sequences, 4D feature grid, hybrid IBR + SH appearance,
+differentiable depth peeling) as a method.
+
+Per frame f of a synchronized capture a point set P_f [N, 3] starts as the frame's visual hull (`carve`)
+and is trained. A HexPlane over (x, y, z, t) gives each point a feature; small networks turn it into a
+displacement (bounded by `max_displacement` voxels), a radius in [radius_min, radius_max] voxels and a
+density, and degree-3 SH coefficients of a colour residual. The colour is the image-based blend of the
+frame's nearest source views (`ibr`) plus that residual. A view at time t draws the frame nearest t with
+`render.points` (K nearest points per pixel, front to back). Loss: (1 - l) L1 + l D-SSIM, the accumulated
+alpha against the foreground (`lambda_mask`), and the squared displacement in voxels (`lambda_displacement`).
+
+The training images of every frame are part of the model (uint8, in the checkpoint): IBR needs them at
+render time, as 4K4D's does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from splat4d.cameras import Cameras
+from splat4d.config_checks import check_choice, check_float, check_int, check_ints, check_positive_lrs
+from splat4d.data.foreground import FOREGROUND_THRESHOLD
+from splat4d.errors import DatasetError
+from splat4d.fields.hexplane import HexPlane
+from splat4d.fields.mlp import MLP
+from splat4d.fields.sh import num_sh_bases
+from splat4d.methods.base import Batch, Method, register
+from splat4d.methods.fourk4d import ibr
+from splat4d.methods.fourk4d.carve import CarveConfig, carve_frame, frame_masks, frames_of
+from splat4d.render import RenderOutput
+from splat4d.render.points import render_points
+from splat4d.train.losses import photometric_loss
+from splat4d.train.optim import ParamGroup
+
+
+@dataclass
+class FourK4DConfig:
+    """4K4D: carved point sequences, 4D feature grid, hybrid IBR + SH appearance, depth peeling."""
+
+    carve: CarveConfig = field(default_factory=lambda: CarveConfig(points=10000))
+    """Visual hull of each frame (its `points` is the number of points per frame)."""
+    hull_from: str = "background"
+    """Foreground that is carved and that the alpha is trained towards: "background" (pixels that differ
+    from the scene's background colour: a static floor or set is carved too) or "masks" (the capture's
+    masks: the masked subject only, as 4K4D does on captures with a cluttered background)."""
+    k: int = 15
+    """Points composited per pixel in training."""
+    k_render: int = 11
+    """Points composited per pixel at evaluation (4K4D: 11)."""
+    source_views: int = 4
+    """Source views blended per rendered view."""
+    radius_min: float = 0.1
+    """Smallest point radius, in carving voxels."""
+    radius_max: float = 2.0
+    """Largest point radius, in carving voxels."""
+    max_displacement: float = 1.0
+    """Largest learnt displacement of a point, in carving voxels."""
+    grid_resolution: tuple[int, int, int] = (32, 32, 32)
+    """Spatial resolution of the HexPlane's base scale (time: one knot per frame)."""
+    grid_dim: int = 16
+    """Channels per plane."""
+    multires: tuple[int, ...] = (1, 2)
+    """Spatial scales of the HexPlane."""
+    hidden: int = 64
+    """Width of the geometry, displacement, SH and blend networks."""
+    sh_degree: int = 3
+    """Degree of the SH colour residual."""
+    lambda_ssim: float = 0.2
+    """Weight of D-SSIM in the photometric loss."""
+    lambda_mask: float = 0.01
+    """Weight of the squared difference between rendered alpha and the foreground."""
+    lambda_displacement: float = 1e-3
+    """Weight of the mean squared displacement (in voxels)."""
+    lr_positions: float = 0.05
+    """Learning rate of the point positions, in carving voxels (decays to 1/100)."""
+    lr_grid: float = 5e-3
+    """Learning rate of the HexPlane (4K4D: 5e-3; decays to 1/10)."""
+    lr_mlp: float = 1e-3
+    """Learning rate of the networks (decays to 1/10)."""
+
+    def validate(self, prefix: str = "method") -> None:
+        self.carve.validate(f"{prefix}.carve")
+        check_choice(f"{prefix}.hull_from", self.hull_from, ("background", "masks"))
+        for name in ("k", "k_render", "source_views", "grid_dim", "hidden"):
+            check_int(f"{prefix}.{name}", getattr(self, name), 1)
+        check_int(f"{prefix}.sh_degree", self.sh_degree, 0, 3)
+        check_ints(f"{prefix}.grid_resolution", self.grid_resolution, 1, length=3)
+        check_ints(f"{prefix}.multires", self.multires, 1)
+        check_float(f"{prefix}.radius_min", self.radius_min, 0, lo_open=True)
+        check_float(f"{prefix}.radius_max", self.radius_max, self.radius_min, lo_open=True)
+        for name in ("max_displacement", "lambda_mask", "lambda_displacement"):
+            check_float(f"{prefix}.{name}", getattr(self, name), 0)
+        check_float(f"{prefix}.lambda_ssim", self.lambda_ssim, 0, 1)
+        check_positive_lrs(self, prefix, ("lr_positions", "lr_grid", "lr_mlp"))
+
+
+@register
+class FourK4D(Method):
+    name = "fourk4d"
+    Config = FourK4DConfig
+
+    def __init__(self, cfg: FourK4DConfig, positions: Tensor, frame_times: Tensor, images: Tensor, src_viewmats: Tensor,
+                 src_Ks: Tensor, bounds: Tensor, voxel: float):
+        super().__init__(cfg)
+        F_, N, _ = positions.shape
+        self.positions = torch.nn.Parameter(positions.float())  # [F, N, 3]
+        self.register_buffer("frame_times", frame_times.float())  # [F]
+        self.register_buffer("images", images)  # [F, V, H, W, 3] uint8
+        self.register_buffer("src_viewmats", src_viewmats.float())  # [V, 4, 4]
+        self.register_buffer("src_Ks", src_Ks.float())  # [V, 3, 3]
+        self.register_buffer("voxel", torch.tensor(float(voxel)))
+        self.grid = HexPlane(bounds, (*cfg.grid_resolution, max(F_, 2)), cfg.grid_dim, cfg.multires)
+        d, h = self.grid.feat_dim, cfg.hidden
+        self.geometry = MLP(d, h, 2, 1)  # radius, density logits
+        self.displacement = MLP(d, h, 3, 1, out_init_zero=True)
+        self.sh = MLP(d, h, num_sh_bases(cfg.sh_degree) * 3, 1, out_init_zero=True)
+        self.blend_net = ibr.BlendNet(d, h)
+
+    # ------------------------------------------------------------ building
+    @classmethod
+    def from_scene(cls, scene, cfg: FourK4DConfig, generator: torch.Generator | None = None) -> "FourK4D":
+        frames = frames_of(scene, "train", cfg.carve.min_cameras)
+        cam_ids = [v.cam_id for v in next(iter(frames.values()))]
+        for f, views in frames.items():
+            if [v.cam_id for v in views] != cam_ids:
+                raise DatasetError(f"frame {f} is seen by cameras {[v.cam_id for v in views]}, frame "
+                                   f"{next(iter(frames))} by {cam_ids}: fourk4d needs every camera at every frame")
+        use_masks = cfg.hull_from == "masks"
+        bg = None if use_masks else scene.background
+        positions, images, times, voxel = [], [], [], 0.0
+        from tqdm import tqdm
+
+        for f, views in tqdm(frames.items(), desc="carve", unit="frame"):
+            masks = frame_masks(scene, views, bg, use_masks=use_masks)
+            cams = Cameras.cat([scene.camera(v) for v in views])
+            try:
+                hull = carve_frame(cams, masks, scene.bounds, cfg.carve, torch.Generator().manual_seed(cfg.carve.seed + f))
+            except DatasetError as e:
+                raise DatasetError(f"frame {f}: {e}") from None
+            positions.append(hull.points)
+            voxel = hull.voxel_size
+            images.append(torch.stack([torch.from_numpy(scene.image_uint8(v)) for v in views]))
+            times.append(float(views[0].time))
+        cams = Cameras.cat([scene.camera(v) for v in next(iter(frames.values()))])
+        b = scene.bounds.float()
+        pad = 0.1 * (b[1] - b[0])
+        return cls(cfg, torch.stack(positions), torch.tensor(times), torch.stack(images), cams.viewmats, cams.Ks,
+                   torch.stack([b[0] - pad, b[1] + pad]), voxel)
+
+    @classmethod
+    def empty(cls, cfg: FourK4DConfig, state: dict) -> "FourK4D":
+        z = lambda k: torch.zeros_like(state[k], device="cpu")  # noqa: E731
+        return cls(cfg, z("positions"), z("frame_times"), z("images"), z("src_viewmats"), z("src_Ks"),
+                   state["grid.bounds"].cpu(), float(state["voxel"]))
+
+    # ------------------------------------------------------------ model
+    @property
+    def num_primitives(self) -> int:
+        return int(self.positions.shape[1])
+
+    def source_cameras(self) -> Cameras:
+        H, W = self.images.shape[2:4]
+        return Cameras(self.src_viewmats, self.src_Ks, int(W), int(H))
+
+    def frame_at(self, t: float) -> int:
+        return int(torch.argmin((self.frame_times - float(t)).abs()))
+
+    def points_at(self, f: int) -> dict[str, Tensor]:
+        """Frame f's points: means [N, 3], radii [N], densities [N], sh [N, B, 3], features [N, D],
+        displacement [N, 3] (world units)."""
+        c, v = self.cfg, self.voxel
+        base = self.positions[f]
+        feats = self.grid(base, float(self.frame_times[f]))
+        disp = torch.tanh(self.displacement(feats)) * (c.max_displacement * v)
+        g = self.geometry(feats)
+        radii = (c.radius_min + (c.radius_max - c.radius_min) * torch.sigmoid(g[:, 0])) * v
+        dens = torch.sigmoid(g[:, 1] + 2.0)
+        sh = self.sh(feats).reshape(len(base), -1, 3)
+        return {"means": base + disp, "radii": radii, "densities": dens, "sh": sh, "features": feats,
+                "displacement": disp}
+
+    def colors_for(self, p: dict[str, Tensor], f: int, eye: Tensor) -> Tensor:
+        """Colours [N, 3] of frame f's points seen from `eye` [3]: IBR blend of the nearest source views
+        plus the SH residual."""
+        src = self.source_cameras()
+        centre = self.grid.bounds.mean(0)
+        views = ibr.nearest_views(eye[None], src.centers, centre, self.cfg.source_views)[0]
+        chosen = src[views]
+        imgs = self.images[f, views].float() / 255.0
+        col, valid = ibr.sample_colors(p["means"], chosen, imgs)
+        logits = self.blend_net(p["features"], col, ibr.source_dirs(p["means"], chosen))
+        return ibr.point_colors(ibr.blend(col, logits, valid, torch.arange(len(views), device=col.device)),
+                                ibr.sh_residual(p["sh"], p["means"], eye))
+
+    def render(self, cameras: Cameras, t: float, background: Tensor | None = None, **kw) -> RenderOutput:
+        f = self.frame_at(t)
+        p = self.points_at(f)
+        k = self.cfg.k if self.training else self.cfg.k_render
+        rgbs, alphas, depths = [], [], []
+        for i in range(len(cameras)):
+            cam = cameras[i]
+            colors = self.colors_for(p, f, cam.centers[0])
+            out = render_points(p["means"], p["radii"], p["densities"], colors, cam, k, background)
+            rgbs.append(out["rgb"])
+            alphas.append(out["alpha"][..., None])
+            depths.append(out["depth"][..., None])
+        meta = {"displacement": p["displacement"], "frame": f}
+        return RenderOutput(torch.stack(rgbs), torch.stack(alphas), torch.stack(depths), meta)
+
+    # ------------------------------------------------------------ training
+    @property
+    def wants_alphas(self) -> bool:
+        return self.cfg.hull_from == "masks"
+
+    def loss(self, batch: Batch, outs: list[RenderOutput], step: int) -> tuple[Tensor, dict]:
+        c = self.cfg
+        pred = torch.cat([o.rgb for o in outs])
+        loss, logs = photometric_loss(pred, batch.images, c.lambda_ssim)
+        alpha = torch.cat([o.alpha for o in outs])[..., 0]
+        if c.hull_from == "masks":
+            fg = batch.alphas.to(alpha)
+        else:
+            fg = ((batch.images - batch.background.to(batch.images)).abs().amax(-1) > FOREGROUND_THRESHOLD).to(alpha)
+        mask = ((alpha - fg) ** 2).mean()
+        disp = torch.stack([(o.meta["displacement"] / self.voxel).pow(2).mean() for o in outs]).mean()
+        loss = loss + c.lambda_mask * mask + c.lambda_displacement * disp
+        logs.update(mask=float(mask.detach()), displacement=float(disp.detach()))
+        return loss, logs
+
+    def param_groups(self, total_steps: int) -> list[ParamGroup]:
+        c, v = self.cfg, float(self.voxel)
+        nets = [*self.geometry.parameters(), *self.displacement.parameters(), *self.sh.parameters(),
+                *self.blend_net.parameters()]
+        return [
+            ParamGroup("positions", [self.positions], c.lr_positions * v, c.lr_positions * v / 100, total_steps),
+            ParamGroup("grid", list(self.grid.parameters()), c.lr_grid, c.lr_grid / 10, total_steps),
+            ParamGroup("mlp", nets, c.lr_mlp, c.lr_mlp / 10, total_steps),
+        ]
