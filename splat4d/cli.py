@@ -283,7 +283,8 @@ COMMANDS: dict[str, type | str | None] = {
     "export": Export,
     "compress": Compress,
     "decompress": Decompress,
-    "carve": "splat4d.cli_carve:Carve",  # imported on use (torch)
+    "carve": "splat4d.cli_fourk4d:Carve",  # imported on use (torch)
+    "bake": "splat4d.cli_fourk4d:Bake",
     "bench raster": "splat4d.bench.raster:RasterBenchConfig",  # imported on use (loads the rasterizer)
 }
 

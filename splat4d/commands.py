@@ -78,7 +78,7 @@ def render_video(method, scene, path: str, out: Path, time: float | None = None,
     from splat4d.io.video import write_video
     from splat4d.train.evaluate import eval_split
 
-    device = next(method.parameters()).device
+    device = method.device
     bg = torch.tensor(scene.background, dtype=torch.float32, device=device)
     images = []
     if path == "test":

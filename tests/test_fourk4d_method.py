@@ -4,6 +4,8 @@ improves, and refusal of a monocular capture."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -88,8 +90,8 @@ def test_a_few_steps_lower_the_loss(scene):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        first = float(loss) if first is None else first
-        last = float(loss)
+        first = loss.item() if first is None else first
+        last = loss.item()
     assert last < 0.8 * first, (first, last)
 
 
@@ -97,3 +99,40 @@ def test_monocular_capture_is_refused():
     scene = load_scene("synthetic:fast")
     with pytest.raises(DatasetError, match="synchronized cameras"):
         get_method("fourk4d").from_scene(scene, _cfg())
+
+
+def test_baked_model_renders_like_the_trained_one(scene, model):
+    from splat4d.methods.fourk4d.baked import bake
+
+    model.eval()
+    for precision, tol in (("fp32", 1e-5), ("fp16", 1e-3)):
+        baked = bake(model, precision)
+        for view in scene.split("test"):
+            with torch.no_grad():
+                a = model.render(scene.camera(view), view.time, torch.zeros(3)).rgb
+                b = baked.render(scene.camera(view), view.time, torch.zeros(3)).rgb
+            assert float((a - b).abs().max()) <= tol, (precision, float((a - b).abs().max()))
+    assert not list(baked.parameters())  # the networks are gone
+
+
+def test_bake_command_and_bad_input(scene, model, tmp_path, capsys):
+    from splat4d.cli import main
+    from splat4d.train.checkpoint import save_checkpoint, save_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(run, {"method": "fourk4d", "method_config": dataclasses.asdict(_cfg()), "data": {"path": "synthetic:tiny"}})
+    save_checkpoint(run, {"method": "fourk4d", "config": {}, "step": 3, "model": model.state_dict(), "extra": {},
+                          "optimizer": {"state": {}, "param_groups": []},
+                          "sampler": torch.Generator().manual_seed(0).get_state(), "order": []})
+    assert main(["bake", str(run), "-o", str(tmp_path / "baked")]) == 0
+    from splat4d.train.run import load_run
+
+    baked, config, step = load_run(tmp_path / "baked", "cpu")
+    assert config["method"] == "fourk4d_baked" and step == 3 and baked.num_primitives == 600
+    capsys.readouterr()
+    assert main(["bake", str(tmp_path / "baked"), "-o", str(tmp_path / "again")]) == 2  # not a fourk4d run
+    assert "bake takes a fourk4d run" in capsys.readouterr().err
+    (tmp_path / "baked" / "checkpoint.pt").write_bytes(b"garbage")
+    assert main(["eval", str(tmp_path / "baked")]) == 2
+    assert "corrupt" in capsys.readouterr().err

@@ -21,6 +21,7 @@ BUILTIN = {
     "deformable": "splat4d.methods.deformable",
     "adcgs": "splat4d.methods.adcgs.method",
     "fourk4d": "splat4d.methods.fourk4d.method",
+    "fourk4d_baked": "splat4d.methods.fourk4d.baked",
 }
 _REGISTRY: dict[str, type["Method"]] = {}
 
@@ -90,6 +91,13 @@ class Method(nn.Module):
     @property
     def num_primitives(self) -> int:
         return 0
+
+    @property
+    def device(self) -> torch.device:
+        """Where the method's tensors live (parameters, else buffers: a baked model has only buffers)."""
+        for t in (*self.parameters(), *self.buffers()):
+            return t.device
+        return torch.device("cpu")
 
     @property
     def fused_optimizer(self) -> bool:

@@ -35,7 +35,7 @@ def evaluate(method, scene, split: str | None = None, out_dir: Path | None = Non
     views = scene.split(split)[: max_images or None]
     was_training = method.training
     method.eval()
-    device = next(method.parameters()).device
+    device = method.device
     bg = torch.tensor(scene.background, dtype=torch.float32, device=device)
     cams = scene.cameras(split).to(device)
     ok, reason = metrics.lpips_status(weights=lpips_weights)

@@ -1,10 +1,10 @@
-"""`splat4d carve`: 4K4D's space carving as a command (kept apart from cli.py, which loads no torch)."""
+"""`splat4d carve` and `splat4d bake` (4K4D), kept apart from cli.py, which loads no torch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import tyro
 
@@ -52,4 +52,31 @@ class Carve:
         n = sum(len(f["hull"].voxels) for f in frames)
         print(f"carved {len(frames)} frames ({n / len(frames):.0f} voxels of {frames[0]['hull'].voxel_size:.4g} "
               f"per frame on average) -> {self.out}/<frame>.ply, carve.json")
+        return 0
+
+
+@dataclass
+class Bake:
+    """Bake a fourk4d run for real-time rendering (networks evaluated once; eval/render/export read the folder)."""
+
+    run_dir: Positional[Path]
+    """Run folder of a `fourk4d` fit."""
+    out: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("baked")
+    """Folder to write (config.yaml + checkpoint.pt; must not hold a run)."""
+    precision: Literal["fp16", "fp32"] = "fp16"
+    """Storage of the baked values (positions stay fp32)."""
+
+    def validate(self) -> None:
+        cc.check_path("RUN_DIR", self.run_dir)
+        cc.check_output_dir("--out", self.out)
+        cc.check_choice("--precision", self.precision, ("fp16", "fp32"))
+
+    def run(self) -> int:
+        from splat4d.methods.fourk4d.baked import bake_run
+
+        baked = bake_run(self.run_dir, self.out, self.precision)
+        n = sum(t.numel() * t.element_size() for t in baked.state_dict().values())
+        frames = baked.means.shape[0]
+        print(f"baked {self.run_dir} into {self.out}: {frames} frames x {baked.num_primitives} points, "
+              f"{n / frames / 1e6:.2f} MB per frame ({self.precision}); eval, render and export read it")
         return 0

@@ -1,0 +1,160 @@
+"""A baked `fourk4d` model (`splat4d bake RUN -o DIR`): the networks evaluated once and dropped.
+
+Per frame it stores the points' positions, radii, densities and SH residual coefficients, and per
+(point, source view) the sampled colour, the blend logit and whether the view sees the point: all that
+the view-independent part of 4K4D's renderer produces. Rendering a view then only picks the nearest
+source views, blends, adds the SH residual and peels. Values are stored in fp16 (`precision`), positions
+in fp32: a position rounded to fp16 moves by up to ~5e-4 of the scene's size, enough to swap two
+nearly coincident points' depth order and change a pixel by far more than the rounding of a colour.
+
+A baked model is a run folder like any other (config.yaml naming method `fourk4d_baked`, checkpoint.pt
+with the tensors), so `eval`, `render` and `export` read it unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from splat4d.cameras import Cameras
+from splat4d.config_checks import check_choice, check_int
+from splat4d.errors import ConfigError
+from splat4d.methods.base import Method, register
+from splat4d.methods.fourk4d import ibr
+from splat4d.render import RenderOutput
+from splat4d.render.points import render_points
+
+STORED = ("radii", "densities", "sh", "colors", "logits")
+
+
+@dataclass
+class BakedConfig:
+    """A baked fourk4d model (made by `splat4d bake`, not trained)."""
+
+    k_render: int = 11
+    """Points composited per pixel."""
+    source_views: int = 4
+    """Source views blended per rendered view."""
+    precision: str = "fp16"
+    """Storage of the baked values: fp16 or fp32 (positions are always fp32)."""
+
+    def validate(self, prefix: str = "method") -> None:
+        check_int(f"{prefix}.k_render", self.k_render, 1)
+        check_int(f"{prefix}.source_views", self.source_views, 1)
+        check_choice(f"{prefix}.precision", self.precision, ("fp16", "fp32"))
+
+
+@register
+class BakedFourK4D(Method):
+    name = "fourk4d_baked"
+    Config = BakedConfig
+
+    def __init__(self, cfg: BakedConfig, tensors: dict[str, Tensor]):
+        super().__init__(cfg)
+        for name, value in tensors.items():
+            self.register_buffer(name, value)
+
+    @classmethod
+    def from_scene(cls, scene, cfg, generator=None):
+        raise ConfigError("fourk4d_baked is made from a fourk4d run by `splat4d bake RUN -o DIR`, not trained")
+
+    @classmethod
+    def empty(cls, cfg: BakedConfig, state: dict) -> "BakedFourK4D":
+        return cls(cfg, {k: torch.zeros_like(v, device="cpu") for k, v in state.items()})
+
+    @property
+    def num_primitives(self) -> int:
+        return int(self.means.shape[1])
+
+    def source_cameras(self) -> Cameras:
+        return Cameras(self.src_viewmats, self.src_Ks, int(self.src_size[0]), int(self.src_size[1]))
+
+    def render(self, cameras: Cameras, t: float, background: Tensor | None = None, **kw) -> RenderOutput:
+        f = int(torch.argmin((self.frame_times - float(t)).abs()))
+        means = self.means[f]
+        src = self.source_cameras()
+        rgbs, alphas, depths = [], [], []
+        for i in range(len(cameras)):
+            cam = cameras[i]
+            eye = cam.centers[0]
+            views = ibr.nearest_views(eye[None], src.centers, self.centre, self.cfg.source_views)[0]
+            blended = ibr.blend(self.colors[f].float(), self.logits[f].float(), self.valid[f], views)
+            colors = ibr.point_colors(blended, ibr.sh_residual(self.sh[f].float(), means, eye))
+            out = render_points(means, self.radii[f].float(), self.densities[f].float(), colors, cam,
+                                self.cfg.k_render, background)
+            rgbs.append(out["rgb"])
+            alphas.append(out["alpha"][..., None])
+            depths.append(out["depth"][..., None])
+        return RenderOutput(torch.stack(rgbs), torch.stack(alphas), torch.stack(depths), {"frame": f})
+
+    def loss(self, batch, outs, step):
+        raise ConfigError("a baked fourk4d model cannot be trained")
+
+    def param_groups(self, total_steps: int):
+        return []
+
+
+@torch.no_grad()
+def bake(model, precision: str = "fp16") -> BakedFourK4D:
+    """Evaluate a trained `fourk4d` model's view-independent outputs for every frame (see the module)."""
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    model.eval()
+    src = model.source_cameras()
+    out: dict[str, list[Tensor]] = {k: [] for k in ("means", *STORED, "valid")}
+    for f in range(model.positions.shape[0]):
+        p = model.points_at(f)
+        col, valid = ibr.sample_colors(p["means"], src, model.images[f].float() / 255.0)
+        logits = model.blend_net(p["features"], col, ibr.source_dirs(p["means"], src))
+        values = {"means": p["means"], "radii": p["radii"], "densities": p["densities"], "sh": p["sh"],
+                  "colors": col, "logits": logits, "valid": valid}
+        for k, v in values.items():
+            out[k].append(v)
+    tensors = {k: torch.stack(v) for k, v in out.items()}
+    for k in STORED:
+        tensors[k] = tensors[k].to(dtype)
+    H, W = model.images.shape[2:4]
+    tensors.update(frame_times=model.frame_times.clone(), src_viewmats=model.src_viewmats.clone(),
+                   src_Ks=model.src_Ks.clone(), src_size=torch.tensor([int(W), int(H)]),
+                   centre=model.grid.bounds.mean(0))
+    cfg = BakedConfig(k_render=model.cfg.k_render, source_views=model.cfg.source_views, precision=precision)
+    return BakedFourK4D(cfg, {k: v.contiguous().cpu() for k, v in tensors.items()})
+
+
+def bake_run(run_dir: Path, out: Path, precision: str = "fp16") -> BakedFourK4D:
+    """Bake the fourk4d run in `run_dir` into run folder `out` (written whole: a temporary folder renamed)."""
+    import dataclasses
+
+    from splat4d.train.checkpoint import save_checkpoint, save_config
+    from splat4d.train.run import load_run
+
+    out = Path(out)
+    if (out / "checkpoint.pt").exists():
+        raise ConfigError(f"{out} already holds a run; choose another --out")
+    model, config, step = load_run(run_dir, "cpu")
+    if config["method"] != "fourk4d":
+        raise ConfigError(f"{run_dir} is a {config['method']!r} run; bake takes a fourk4d run")
+    baked = bake(model, precision)
+    config = {**config, "method": "fourk4d_baked", "method_config": dataclasses.asdict(baked.cfg),
+              "baked_from": str(run_dir)}
+    payload = {"method": "fourk4d_baked", "config": config, "step": step, "model": baked.state_dict(), "extra": {},
+               "optimizer": {"state": {}, "param_groups": []}, "sampler": torch.Generator().manual_seed(0).get_state(),
+               "order": []}
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
+    try:
+        save_config(tmp, config)
+        save_checkpoint(tmp, payload)
+        if out.exists():  # an empty folder given as --out
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return baked
