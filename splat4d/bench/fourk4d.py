@@ -1,0 +1,106 @@
+"""4K4D benchmark: held-out PSNR of `fourk4d` (trained and baked) against `deformable` at the same
+iteration budget, per-frame render time of the training-time renderer, the baked renderer and
+`deformable`'s (split into preparation and rasterization/peeling), and the baked bytes per frame.
+Writes `fourk4d_<scene>.json`; run folders go under out/fourk4d/ (deformable's are shared with the ADC-GS
+benchmark, out/adcgs/<scene>_deformable, when they exist)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from splat4d.bench.adcgs import SCENES, _fit, _meta
+from splat4d.data import load_scene
+from splat4d.methods.base import get_method
+from splat4d.train.evaluate import evaluate
+from splat4d.train.run import DataConfig, load_run
+
+
+@dataclass
+class FourK4DBench:
+    """fourk4d (trained, baked) vs deformable on one multi-view scene (table + JSON)."""
+
+    scene: str = "synthetic:default"
+    """synthetic:default or toss (or any synthetic:NAME with a rig schedule)."""
+    iters: int = 3000
+    """Iterations of every fit."""
+    frames: int = 10
+    """Test views timed per renderer (after one warm-up)."""
+    out: Path = Path("benchmarks/results")
+    """fourk4d_<scene>.json goes here; run folders under out/fourk4d/."""
+    resume: bool = True
+    """Reuse run folders that already hold a finished fit."""
+
+    def validate(self) -> None:
+        from splat4d import config_checks as cc
+
+        if not self.scene.startswith("synthetic:"):
+            cc.check_choice("--scene", self.scene, ("toss",))
+        cc.check_int("--iters", self.iters, 1)
+        cc.check_int("--frames", self.frames, 1)
+        cc.check_output_dir("--out", self.out)
+
+
+@torch.no_grad()
+def render_ms(method, scene, frames: int) -> float:
+    """Median ms per rendered test view (the whole render call), after one warm-up."""
+    views = scene.split("test")
+    bg = torch.tensor(scene.background)
+    ms = []
+    for i in range(min(frames, len(views)) + 1):
+        v = views[i % len(views)]
+        t0 = time.perf_counter()
+        method.render(scene.camera(v), float(v.time), bg)
+        if i:
+            ms.append((time.perf_counter() - t0) * 1e3)
+    return sorted(ms)[len(ms) // 2]
+
+
+def run(cfg: FourK4DBench) -> dict:
+    from splat4d.methods.fourk4d.baked import bake_run
+
+    path, scale = SCENES.get(cfg.scene, (cfg.scene, 1.0))
+    data = DataConfig(path, scale)
+    key = cfg.scene.replace(":", "_")
+    base_dir = cfg.out / "adcgs" / f"{key}_deformable"
+    _fit("deformable", get_method("deformable").Config(), data, cfg.iters, base_dir, cfg.resume)
+    run_dir = cfg.out / "fourk4d" / f"{key}_fourk4d"
+    _fit("fourk4d", get_method("fourk4d").Config(), data, cfg.iters, run_dir, cfg.resume)
+    baked_dir = cfg.out / "fourk4d" / f"{key}_fourk4d_baked"
+    if baked_dir.exists():
+        import shutil
+
+        shutil.rmtree(baked_dir)
+    bake_run(run_dir, baked_dir)
+    rows = []
+    scene = None
+    for name, folder in (("deformable", base_dir), ("fourk4d", run_dir), ("fourk4d baked", baked_dir)):
+        method, config, _ = load_run(folder, "cpu")
+        if scene is None:
+            scene = load_scene(path, scale=scale, background=config["data"]["background"])
+        r = evaluate(method, scene)
+        row = {"method": name, "psnr": r["psnr"], "ssim": r["ssim"], "render_ms": render_ms(method, scene, cfg.frames),
+               "primitives": method.num_primitives}
+        if name == "fourk4d baked":
+            b = sum(t.numel() * t.element_size() for t in method.state_dict().values())
+            row["baked_mb_per_frame"] = b / method.means.shape[0] / 1e6
+        rows.append(row)
+    for r in rows:
+        r["psnr_minus_deformable"] = r["psnr"] - rows[0]["psnr"]
+        r["speedup_vs_deformable"] = rows[0]["render_ms"] / r["render_ms"]
+    rows[2]["speedup_vs_trained"] = rows[1]["render_ms"] / rows[2]["render_ms"]
+    result = {"meta": _meta(cfg), "rows": rows}
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / f"fourk4d_{key}.json").write_text(json.dumps(result, indent=2))
+    print(f"\n{cfg.scene}, {cfg.iters} iterations")
+    print(f"{'method':<14} {'PSNR':>6} {'dPSNR':>6} {'SSIM':>6} {'ms/frame':>8} {'x deformable':>12}")
+    for r in rows:
+        print(f"{r['method']:<14} {r['psnr']:6.2f} {r['psnr_minus_deformable']:+6.2f} {r['ssim']:6.3f} "
+              f"{r['render_ms']:8.1f} {r['speedup_vs_deformable']:12.1f}")
+    print(f"baked: {rows[2]['speedup_vs_trained']:.1f}x faster than the training-time renderer, "
+          f"{rows[2]['baked_mb_per_frame']:.2f} MB per frame")
+    return result
