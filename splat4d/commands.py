@@ -119,17 +119,22 @@ def visible_gaussians(g: dict[str, Tensor]) -> dict[str, Tensor]:
 def export_run(run: Path, out: Path, times: list[float]) -> list[Path]:
     """Per-frame 3DGS PLY files of the model deformed to each time (one file, or a folder of them). Gaussians
     too faint at that time to draw a pixel (opacity < 1/255, the rasterizer's cut-off; e.g. those a temporal
-    opacity shows at other times only) are left out."""
-    from splat4d.io.ply import save_gaussians_ply
+    opacity shows at other times only) are left out. Point methods (fourk4d, baked or not) write coloured
+    point clouds instead (`colored_points_at`)."""
+    from splat4d.io.ply import save_gaussians_ply, save_points_ply
 
     method, _, _ = load_run(run)
-    if not hasattr(method, "gaussians_at"):
-        raise ConfigError(f"method {method.name!r} has no per-frame Gaussians to export")
+    if not hasattr(method, "gaussians_at") and not hasattr(method, "colored_points_at"):
+        raise ConfigError(f"method {method.name!r} has no per-frame Gaussians or points to export")
     out = Path(out)
     paths = []
     for i, t in enumerate(times):
-        g = visible_gaussians(method.gaussians_at(float(t)))
         p = out if len(times) == 1 and out.suffix == ".ply" else out / f"frame_{i:04d}_t{t:.4f}.ply"
-        paths.append(save_gaussians_ply(p, g["means"], g["quats"], g["scales"], g["opacities"], g["sh"]))
+        if hasattr(method, "gaussians_at"):
+            g = visible_gaussians(method.gaussians_at(float(t)))
+            paths.append(save_gaussians_ply(p, g["means"], g["quats"], g["scales"], g["opacities"], g["sh"]))
+        else:  # point methods (fourk4d): coloured points of the frame nearest t
+            xyz, rgb = method.colored_points_at(float(t))
+            paths.append(save_points_ply(p, xyz, rgb))
     print(f"wrote {len(paths)} PLY file(s) to {out}")
     return paths

@@ -136,3 +136,13 @@ def test_bake_command_and_bad_input(scene, model, tmp_path, capsys):
     (tmp_path / "baked" / "checkpoint.pt").write_bytes(b"garbage")
     assert main(["eval", str(tmp_path / "baked")]) == 2
     assert "corrupt" in capsys.readouterr().err
+
+
+def test_exported_points_agree_between_trained_and_baked(scene, model):
+    from splat4d.methods.fourk4d.baked import bake
+
+    xyz_a, rgb_a = model.colored_points_at(0.4)
+    xyz_b, rgb_b = bake(model, "fp16").colored_points_at(0.4)
+    assert torch.equal(xyz_a, xyz_b) and xyz_a.shape == (600, 3)
+    assert float((rgb_a - rgb_b).abs().max()) <= 2e-3
+    assert float(rgb_a.min()) >= 0.0 and float(rgb_a.max()) <= 1.0

@@ -93,6 +93,15 @@ class BakedFourK4D(Method):
             depths.append(out["depth"][..., None])
         return RenderOutput(torch.stack(rgbs), torch.stack(alphas), torch.stack(depths), {"frame": f})
 
+    @torch.no_grad()
+    def colored_points_at(self, t: float) -> tuple[Tensor, Tensor]:
+        """(xyz [N, 3], rgb [N, 3]) of the frame nearest t, coloured by the blend of every source view that
+        sees a point (view-independent: for export) plus the SH residual's constant term."""
+        f = int(torch.argmin((self.frame_times - float(t)).abs()))
+        views = torch.arange(self.colors.shape[2], device=self.colors.device)
+        blended = ibr.blend(self.colors[f].float(), self.logits[f].float(), self.valid[f], views)
+        return self.means[f], ibr.point_colors(blended, ibr.sh_dc_residual(self.sh[f].float()))
+
     def loss(self, batch, outs, step):
         raise ConfigError("a baked fourk4d model cannot be trained")
 

@@ -100,6 +100,13 @@ def sh_residual(sh: Tensor, points: Tensor, eye: Tensor) -> Tensor:
     return torch.tanh(eval_sh(degree, sh, d)) * SH_SCALE
 
 
+def sh_dc_residual(sh: Tensor) -> Tensor:
+    """The view-independent part of the residual, tanh(C0 x DC coefficient) x SH_SCALE. sh [N, B, 3] -> [N, 3]."""
+    from splat4d.fields.sh import C0
+
+    return torch.tanh(C0 * sh[:, 0]) * SH_SCALE
+
+
 def point_colors(ibr: Tensor, residual: Tensor) -> Tensor:
     """Final colour: clamp(IBR blend + SH residual, 0, 1)."""
     return (ibr + residual).clamp(0.0, 1.0)

@@ -195,6 +195,18 @@ class FourK4D(Method):
         return ibr.point_colors(ibr.blend(col, logits, valid, torch.arange(len(views), device=col.device)),
                                 ibr.sh_residual(p["sh"], p["means"], eye))
 
+    @torch.no_grad()
+    def colored_points_at(self, t: float) -> tuple[Tensor, Tensor]:
+        """(xyz [N, 3], rgb [N, 3]) of the frame nearest t for export: colours blended over every source
+        view that sees a point, plus the SH residual's constant term (as a baked model exports them)."""
+        f = self.frame_at(t)
+        p = self.points_at(f)
+        src = self.source_cameras()
+        col, valid = ibr.sample_colors(p["means"], src, self.images[f].float() / 255.0)
+        logits = self.blend_net(p["features"], col, ibr.source_dirs(p["means"], src))
+        blended = ibr.blend(col, logits, valid, torch.arange(len(src), device=col.device))
+        return p["means"], ibr.point_colors(blended, ibr.sh_dc_residual(p["sh"]))
+
     def render(self, cameras: Cameras, t: float, background: Tensor | None = None, **kw) -> RenderOutput:
         f = self.frame_at(t)
         p = self.points_at(f)
