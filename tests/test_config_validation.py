@@ -214,7 +214,7 @@ def test_probe_leaves_nothing_behind(tmp_path):
     (["info", "synthetic", "--scale", "0"], ["--scale", "> 0"]),
     (["synth", "huge"], ["NAME", "default, tiny, large"]),
     (["demo", "--iters", "0"], ["--iters", ">= 1"]),
-    (["demo", "--method", "nerf"], ["--method", "deformable, static"]),
+    (["demo", "--method", "nerf"], ["--method", "deformable", "static", "fourk4d"]),
     (["bench", "raster", "--repeats", "0"], ["--repeats", ">= 1"]),
     (["bench", "raster", "--resolutions", "0"], ["--resolutions", "[1, 8192]"]),
 ])

@@ -23,6 +23,8 @@ BUILTIN = {
     "fourk4d": "splat4d.methods.fourk4d.method",
     "fourk4d_baked": "splat4d.methods.fourk4d.baked",
 }
+MADE_NOT_TRAINED = {"fourk4d_baked"}
+"""Methods whose run folders are made by a command (`splat4d bake`), not by `fit`: loadable, not listed."""
 _REGISTRY: dict[str, type["Method"]] = {}
 
 
@@ -127,4 +129,5 @@ def get_method(name: str) -> type[Method]:
 
 
 def available_methods() -> list[str]:
-    return sorted(set(BUILTIN) | set(_REGISTRY))
+    """Names of the methods `fit` trains (those only made by another command, such as a baked model, left out)."""
+    return sorted((set(BUILTIN) | set(_REGISTRY)) - MADE_NOT_TRAINED)
