@@ -54,8 +54,9 @@ class FourK4DConfig:
     """Source views blended per rendered view."""
     radius_min: float = 0.1
     """Smallest point radius, in carving voxels."""
-    radius_max: float = 2.0
-    """Largest point radius, in carving voxels."""
+    radius_max: float = 3.0
+    """Largest point radius, in carving voxels (4K4D: 15 mm over 5 mm voxels). At 2 the synthetic default
+    scene's ground showed holes between its 10k points after 3000 iterations (held-out 22.4 dB)."""
     max_displacement: float = 1.0
     """Largest learnt displacement of a point, in carving voxels."""
     grid_resolution: tuple[int, int, int] = (32, 32, 32)
