@@ -129,7 +129,7 @@ def bake(model, precision: str = "fp16") -> BakedFourK4D:
         tensors[k] = tensors[k].to(dtype)
     H, W = model.images.shape[2:4]
     tensors.update(frame_times=model.frame_times.clone(), src_viewmats=model.src_viewmats.clone(),
-                   src_Ks=model.src_Ks.clone(), src_size=torch.tensor([int(W), int(H)]),
+                   src_Ks=model.src_Ks.clone(), src_size=torch.tensor([int(W), int(H)], device=model.images.device),
                    centre=model.grid.bounds.mean(0))
     cfg = BakedConfig(k_render=model.cfg.k_render, source_views=model.cfg.source_views, precision=precision)
     return BakedFourK4D(cfg, {k: v.contiguous().cpu() for k, v in tensors.items()})

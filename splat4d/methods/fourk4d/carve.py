@@ -85,8 +85,8 @@ def inside_masks(centers: Tensor, radius: float, cams: Cameras, masks: Tensor, c
         (seen [N] int, inside [N] int).
     """
     C, H, W = masks.shape
-    seen = torch.zeros(len(centers), dtype=torch.long)
-    inside = torch.zeros(len(centers), dtype=torch.long)
+    seen = torch.zeros(len(centers), dtype=torch.long, device="cpu")
+    inside = torch.zeros(len(centers), dtype=torch.long, device="cpu")
     for s in range(0, len(centers), chunk):
         uv, z = cams.project(centers[s:s + chunk])  # [C, n, 2], [C, n]
         u, v = uv[..., 0], uv[..., 1]
@@ -129,12 +129,12 @@ def carve_frame(cams: Cameras, masks: Tensor, bounds: Tensor, cfg: CarveConfig,
     lo, hi = bounds[0].float(), bounds[1].float()
     size = float((hi - lo).max()) / cfg.coarse_resolution
     dims = torch.clamp(torch.ceil((hi - lo) / size).long(), min=1)  # coarse cells per axis
-    grid = torch.stack(torch.meshgrid(*(torch.arange(int(n)) for n in dims), indexing="ij"), -1).reshape(-1, 3)
+    grid = torch.stack(torch.meshgrid(*(torch.arange(int(n), device="cpu") for n in dims), indexing="ij"), -1).reshape(-1, 3)
     cells = grid  # integer coordinates at the current level
     for level in range(2 if cfg.refine > 1 else 1):
         if level == 1:  # split each kept coarse voxel into refine^3
             r = cfg.refine
-            sub = torch.stack(torch.meshgrid(*(torch.arange(r),) * 3, indexing="ij"), -1).reshape(-1, 3)
+            sub = torch.stack(torch.meshgrid(*(torch.arange(r, device="cpu"),) * 3, indexing="ij"), -1).reshape(-1, 3)
             cells = (cells[:, None] * r + sub[None]).reshape(-1, 3)
             size /= r
         centers = lo + (cells.float() + 0.5) * size
@@ -144,17 +144,17 @@ def carve_frame(cams: Cameras, masks: Tensor, bounds: Tensor, cfg: CarveConfig,
             raise DatasetError("empty visual hull: no voxel lies inside the masks of enough cameras "
                                f"(min_fraction {cfg.min_fraction}, min_cameras {cfg.min_cameras})")
     fine_dims = dims * (cfg.refine if cfg.refine > 1 else 1)
-    occ = torch.zeros(*(int(n) for n in fine_dims), dtype=torch.float32)
+    occ = torch.zeros(*(int(n) for n in fine_dims), dtype=torch.float32, device="cpu")
     occ[cells[:, 0], cells[:, 1], cells[:, 2]] = 1.0
     if cfg.min_neighbors > 0:
-        count = F.conv3d(occ[None, None], torch.ones(1, 1, 3, 3, 3), padding=1)[0, 0] - occ
+        count = F.conv3d(occ[None, None], torch.ones(1, 1, 3, 3, 3, device="cpu"), padding=1)[0, 0] - occ
         keep = count[cells[:, 0], cells[:, 1], cells[:, 2]] >= cfg.min_neighbors
         if not keep.any():
             raise DatasetError(f"empty visual hull: every kept voxel has fewer than {cfg.min_neighbors} kept neighbours")
         gone = cells[~keep]
         occ[gone[:, 0], gone[:, 1], gone[:, 2]] = 0.0
         cells = cells[keep]
-    cross = torch.zeros(1, 1, 3, 3, 3)
+    cross = torch.zeros(1, 1, 3, 3, 3, device="cpu")
     cross[0, 0, 1, 1, [0, 2]] = cross[0, 0, 1, [0, 2], 1] = cross[0, 0, [0, 2], 1, 1] = 1.0
     full = F.conv3d(occ[None, None], cross, padding=1)[0, 0]
     surface = full[cells[:, 0], cells[:, 1], cells[:, 2]] < 6
@@ -162,10 +162,10 @@ def carve_frame(cams: Cameras, masks: Tensor, bounds: Tensor, cfg: CarveConfig,
     gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
     pool = centers[surface] if cfg.surface_only and surface.any() else centers
     if len(pool) >= cfg.points:
-        idx = torch.randperm(len(pool), generator=gen)[: cfg.points]
+        idx = torch.randperm(len(pool), generator=gen, device="cpu")[: cfg.points]
     else:
-        idx = torch.randint(len(pool), (cfg.points,), generator=gen)
-    pts = pool[idx] + (torch.rand(cfg.points, 3, generator=gen) - 0.5) * size
+        idx = torch.randint(len(pool), (cfg.points,), generator=gen, device="cpu")
+    pts = pool[idx] + (torch.rand(cfg.points, 3, generator=gen, device="cpu") - 0.5) * size
     return Hull(centers, size, surface, pts)
 
 
@@ -221,8 +221,8 @@ def point_colors(points: Tensor, scene, views, masks: Tensor) -> Tensor:
     u, v = uv[..., 0].long(), uv[..., 1].long()
     ok = (z > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
     u, v = u.clamp(0, W - 1), v.clamp(0, H - 1)
-    total = torch.zeros(len(points), 3)
-    count = torch.zeros(len(points), 1)
+    total = torch.zeros(len(points), 3, device="cpu")
+    count = torch.zeros(len(points), 1, device="cpu")
     for c, view in enumerate(views):
         img = scene.image(view)  # [H, W, 3]
         hit = ok[c] & masks[c][v[c], u[c]]

@@ -112,7 +112,7 @@ class FourK4D(Method):
         self.register_buffer("images", images)  # [F, V, H, W, 3] uint8
         self.register_buffer("src_viewmats", src_viewmats.float())  # [V, 4, 4]
         self.register_buffer("src_Ks", src_Ks.float())  # [V, 3, 3]
-        self.register_buffer("voxel", torch.tensor(float(voxel)))
+        self.register_buffer("voxel", torch.tensor(float(voxel), device=positions.device))
         self.grid = HexPlane(bounds, (*cfg.grid_resolution, max(F_, 2)), cfg.grid_dim, cfg.multires)
         d, h = self.grid.feat_dim, cfg.hidden
         self.geometry = MLP(d, h, 2, 1)  # radius, density logits
@@ -148,7 +148,7 @@ class FourK4D(Method):
         cams = Cameras.cat([scene.camera(v) for v in next(iter(frames.values()))])
         b = scene.bounds.float()
         pad = 0.1 * (b[1] - b[0])
-        return cls(cfg, torch.stack(positions), torch.tensor(times), torch.stack(images), cams.viewmats, cams.Ks,
+        return cls(cfg, torch.stack(positions), torch.tensor(times, device="cpu"), torch.stack(images), cams.viewmats, cams.Ks,
                    torch.stack([b[0] - pad, b[1] + pad]), voxel)
 
     @classmethod
