@@ -108,5 +108,5 @@ def test_fourk4d_fits_bakes_and_renders_on_cuda(tmp_path):
     with torch.no_grad():
         a = method.render(scene.camera(view).to("cuda"), view.time).rgb.cpu()
         b = cpu.render(scene.camera(view), view.time).rgb
-        c = bake(method).render(scene.camera(view).to("cuda"), view.time).rgb.cpu()
+        c = bake(method).to("cuda").render(scene.camera(view).to("cuda"), view.time).rgb.cpu()
     assert float((a - b).abs().max()) < 1e-3 and float((a - c).abs().max()) < 2e-3
