@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from splat4d.codec.container import write_bitstream, unpack
@@ -37,9 +34,7 @@ def compress_run(run: Path, out: Path, weights: str = "fp16", position_bits: int
 def decompress_file(bitstream_path: Path, out: Path) -> Path:
     """Decode a bitstream into run folder `out` (config.yaml + checkpoint.pt). The bitstream is decoded
     completely before anything is written, and the folder appears whole (renamed from a temporary one)."""
-    import torch
-
-    from splat4d.train.checkpoint import save_checkpoint, save_config
+    from splat4d.train.checkpoint import write_run_folder
 
     out = Path(out)
     if (out / "checkpoint.pt").exists():
@@ -47,20 +42,6 @@ def decompress_file(bitstream_path: Path, out: Path) -> Path:
     if not Path(bitstream_path).is_file():
         raise BitstreamError(f"no bitstream at {bitstream_path}")
     method, config, step = load_run(bitstream_path, device="cpu")
-    payload = {"method": config["method"], "config": config, "step": step, "model": method.state_dict(),
-               "extra": {}, "optimizer": {"state": {}, "param_groups": []},
-               "sampler": torch.Generator().manual_seed(0).get_state(), "order": []}
-    parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
-    try:
-        save_config(tmp, config)
-        save_checkpoint(tmp, payload)
-        if out.exists():  # an empty folder given as --out
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    write_run_folder(out, method, config, step)
     print(f"decoded {bitstream_path} into {out} (adcgs, iteration {step}); eval, render and export read it")
     return out

@@ -114,6 +114,34 @@ def save_checkpoint(run_dir: Path, payload: dict) -> Path:
     return path
 
 
+def write_run_folder(out: Path, method, config: dict, step: int) -> Path:
+    """A run folder (config.yaml + checkpoint.pt without optimizer state) for a model made by a command
+    rather than a fit (a decoded bitstream, a baked model). The folder appears whole: written under a
+    temporary name beside it, then renamed; an empty `out` is replaced, one holding a run is refused."""
+    import shutil
+    import tempfile
+
+    out = Path(out)
+    if (out / "checkpoint.pt").exists():
+        raise ConfigError(f"{out} already holds a run; choose another --out")
+    payload = {"method": config["method"], "config": config, "step": int(step), "model": method.state_dict(),
+               "extra": {}, "optimizer": {"state": {}, "param_groups": []},
+               "sampler": torch.Generator().manual_seed(0).get_state(), "order": []}
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
+    try:
+        save_config(tmp, config)
+        save_checkpoint(tmp, payload)
+        if out.exists():  # an empty folder given as --out
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def load_checkpoint(run_dir: Path, method: str | None = None) -> dict:
     """Read RUN/checkpoint.pt (or a .pt path) with `weights_only=True`: tensors and plain data only, so a
     checkpoint from a stranger cannot run code. Corrupt files, pickled objects, other methods' checkpoints

@@ -3,9 +3,12 @@
 Per frame it stores the points' positions, radii, densities and SH residual coefficients, and per
 (point, source view) the sampled colour, the blend logit and whether the view sees the point: all that
 the view-independent part of 4K4D's renderer produces. Rendering a view then only picks the nearest
-source views, blends, adds the SH residual and peels. Values are stored in fp16 (`precision`), positions
-in fp32: a position rounded to fp16 moves by up to ~5e-4 of the scene's size, enough to swap two
-nearly coincident points' depth order and change a pixel by far more than the rounding of a colour.
+source views, blends, adds the SH residual and peels. Colours, logits, densities and SH are stored in
+fp16 (`precision`), positions and radii in fp32: a position rounded to fp16 moves by up to ~5e-4 of the
+scene's size, enough to swap two nearly coincident points' depth order, and a radius's rounding moves
+the alpha of every pixel near a point's rim. A softmax over any subset of views is unchanged by adding
+one constant to all of a point's logits, so each point's are stored minus their largest: the logits that
+carry the weight are the ones near 0, where fp16 is finest.
 
 A baked model is a run folder like any other (config.yaml naming method `fourk4d_baked`, checkpoint.pt
 with the tensors), so `eval`, `render` and `export` read it unchanged.
@@ -13,9 +16,6 @@ with the tensors), so `eval`, `render` and `export` read it unchanged.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,8 @@ from splat4d.methods.fourk4d import ibr
 from splat4d.render import RenderOutput
 from splat4d.render.points import render_points
 
-STORED = ("radii", "densities", "sh", "colors", "logits")
+STORED = ("densities", "sh", "colors", "logits")
+"""Values stored at `precision`; positions and radii (geometry) stay fp32."""
 
 
 @dataclass
@@ -86,7 +87,7 @@ class BakedFourK4D(Method):
             views = ibr.nearest_views(eye[None], src.centers, self.centre, self.cfg.source_views)[0]
             blended = ibr.blend(self.colors[f].float(), self.logits[f].float(), self.valid[f], views)
             colors = ibr.point_colors(blended, ibr.sh_residual(self.sh[f].float(), means, eye))
-            out = render_points(means, self.radii[f].float(), self.densities[f].float(), colors, cam,
+            out = render_points(means, self.radii[f], self.densities[f].float(), colors, cam,
                                 self.cfg.k_render, background)
             rgbs.append(out["rgb"])
             alphas.append(out["alpha"][..., None])
@@ -115,11 +116,13 @@ def bake(model, precision: str = "fp16") -> BakedFourK4D:
     dtype = torch.float16 if precision == "fp16" else torch.float32
     model.eval()
     src = model.source_cameras()
-    out: dict[str, list[Tensor]] = {k: [] for k in ("means", *STORED, "valid")}
+    out: dict[str, list[Tensor]] = {k: [] for k in ("means", "radii", "densities", "sh", "colors", "logits", "valid")}
     for f in range(model.positions.shape[0]):
         p = model.points_at(f)
         col, valid = ibr.sample_colors(p["means"], src, model.images[f].float() / 255.0)
         logits = model.blend_net(p["features"], col, ibr.source_dirs(p["means"], src))
+        shift = logits.masked_fill(~valid, float("-inf")).amax(1, keepdim=True)
+        logits = logits - torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
         values = {"means": p["means"], "radii": p["radii"], "densities": p["densities"], "sh": p["sh"],
                   "colors": col, "logits": logits, "valid": valid}
         for k, v in values.items():
@@ -139,7 +142,7 @@ def bake_run(run_dir: Path, out: Path, precision: str = "fp16") -> BakedFourK4D:
     """Bake the fourk4d run in `run_dir` into run folder `out` (written whole: a temporary folder renamed)."""
     import dataclasses
 
-    from splat4d.train.checkpoint import save_checkpoint, save_config
+    from splat4d.train.checkpoint import write_run_folder
     from splat4d.train.run import load_run
 
     out = Path(out)
@@ -151,19 +154,5 @@ def bake_run(run_dir: Path, out: Path, precision: str = "fp16") -> BakedFourK4D:
     baked = bake(model, precision)
     config = {**config, "method": "fourk4d_baked", "method_config": dataclasses.asdict(baked.cfg),
               "baked_from": str(run_dir)}
-    payload = {"method": "fourk4d_baked", "config": config, "step": step, "model": baked.state_dict(), "extra": {},
-               "optimizer": {"state": {}, "param_groups": []}, "sampler": torch.Generator().manual_seed(0).get_state(),
-               "order": []}
-    parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
-    try:
-        save_config(tmp, config)
-        save_checkpoint(tmp, payload)
-        if out.exists():  # an empty folder given as --out
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    write_run_folder(out, baked, config, step)
     return baked
