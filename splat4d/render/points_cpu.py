@@ -65,3 +65,53 @@ def select_cpu(uv: Tensor, z: Tensor, r_px: Tensor, width: int, height: int, k: 
     blocks = max(1, min(height, 4 * torch.get_num_threads()))
     out = _select(uv_[:, 0].copy(), uv_[:, 1].copy(), a(z), a(r_px), int(width), int(height), int(k), blocks)
     return torch.from_numpy(out).to(uv.device)
+
+
+@njit(parallel=True, cache=True)
+def _peel_forward(idx, u, v, z, r, dens, colors, bg):
+    H, W, K = idx.shape
+    D = colors.shape[1]
+    rgb = np.empty((H, W, D))
+    alpha = np.empty((H, W))
+    depth = np.empty((H, W))
+    for py in prange(H):
+        for px in range(W):
+            T = 1.0
+            dep = 0.0
+            acc = np.zeros(D)
+            for s in range(K):
+                i = idx[py, px, s]
+                if i < 0:
+                    break
+                dx = px + 0.5 - u[i]
+                dy = py + 0.5 - v[i]
+                rr = r[i] * r[i]
+                if rr < 1e-12:
+                    rr = 1e-12
+                a = dens[i] * (1.0 - (dx * dx + dy * dy) / rr)
+                a = min(max(a, 0.0), 1.0)
+                w = a * T
+                for c in range(D):
+                    acc[c] += w * colors[i, c]
+                dep += w * z[i]
+                T *= 1.0 - a
+            for c in range(D):
+                rgb[py, px, c] = acc[c] + T * bg[c]
+            alpha[py, px] = 1.0 - T
+            depth[py, px] = dep
+    return rgb, alpha, depth
+
+
+def peel_cpu(uv: Tensor, z: Tensor, r_px: Tensor, densities: Tensor, colors: Tensor, width: int, height: int, k: int,
+             background: Tensor | None = None) -> dict[str, Tensor]:
+    """Selection and compositing in numba, forward only (a baked model's render): the values of
+    `points.composite_points` on the same selection. -> rgb [H, W, D], alpha [H, W], depth [H, W], idx."""
+    a = lambda t: np.ascontiguousarray(t.detach().cpu().double().numpy())  # noqa: E731
+    idx = select_cpu(uv, z, r_px, width, height, k)
+    bg = np.zeros(colors.shape[-1]) if background is None else a(background.reshape(-1))
+    uv_ = a(uv)
+    rgb, alpha, depth = _peel_forward(idx.numpy(), uv_[:, 0].copy(), uv_[:, 1].copy(), a(z), a(r_px), a(densities),
+                                      a(colors), bg)
+    dt = colors.dtype
+    return {"rgb": torch.from_numpy(rgb).to(dt), "alpha": torch.from_numpy(alpha).to(dt),
+            "depth": torch.from_numpy(depth).to(dt), "idx": idx}
