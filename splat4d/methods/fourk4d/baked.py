@@ -85,7 +85,10 @@ class BakedFourK4D(Method):
             cam = cameras[i]
             eye = cam.centers[0]
             views = ibr.nearest_views(eye[None], src.centers, self.centre, self.cfg.source_views)[0]
-            blended = ibr.blend(self.colors[f].float(), self.logits[f].float(), self.valid[f], views)
+            # gather the chosen views before widening fp16 to float32: a tenth of the conversion
+            chosen = torch.arange(len(views), device=views.device)
+            blended = ibr.blend(self.colors[f][:, views].float(), self.logits[f][:, views].float(),
+                                self.valid[f][:, views], chosen)
             colors = ibr.point_colors(blended, ibr.sh_residual(self.sh[f].float(), means, eye))
             out = render_points(means, self.radii[f], self.densities[f].float(), colors, cam,
                                 self.cfg.k_render, background)
