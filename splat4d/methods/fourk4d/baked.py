@@ -77,7 +77,7 @@ class BakedFourK4D(Method):
         return Cameras(self.src_viewmats, self.src_Ks, int(self.src_size[0]), int(self.src_size[1]))
 
     def render(self, cameras: Cameras, t: float, background: Tensor | None = None, **kw) -> RenderOutput:
-        f = int(torch.argmin((self.frame_times - float(t)).abs()))
+        f = ibr.nearest_frame(self.frame_times, t)
         means = self.means[f]
         src = self.source_cameras()
         rgbs, alphas, depths = [], [], []
@@ -101,7 +101,7 @@ class BakedFourK4D(Method):
     def colored_points_at(self, t: float) -> tuple[Tensor, Tensor]:
         """(xyz [N, 3], rgb [N, 3]) of the frame nearest t, coloured by the blend of every source view that
         sees a point (view-independent: for export) plus the SH residual's constant term."""
-        f = int(torch.argmin((self.frame_times - float(t)).abs()))
+        f = ibr.nearest_frame(self.frame_times, t)
         views = torch.arange(self.colors.shape[2], device=self.colors.device)
         blended = ibr.blend(self.colors[f].float(), self.logits[f].float(), self.valid[f], views)
         return self.means[f], ibr.point_colors(blended, ibr.sh_dc_residual(self.sh[f].float()))
@@ -118,12 +118,10 @@ def bake(model, precision: str = "fp16") -> BakedFourK4D:
     """Evaluate a trained `fourk4d` model's view-independent outputs for every frame (see the module)."""
     dtype = torch.float16 if precision == "fp16" else torch.float32
     model.eval()
-    src = model.source_cameras()
     out: dict[str, list[Tensor]] = {k: [] for k in ("means", "radii", "densities", "sh", "colors", "logits", "valid")}
     for f in range(model.positions.shape[0]):
         p = model.points_at(f)
-        col, valid = ibr.sample_colors(p["means"], src, model.images[f].float() / 255.0)
-        logits = model.blend_net(p["features"], col, ibr.source_dirs(p["means"], src))
+        col, valid, logits = model.blend_inputs(p, f)
         shift = logits.masked_fill(~valid, float("-inf")).amax(1, keepdim=True)
         logits = logits - torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
         values = {"means": p["means"], "radii": p["radii"], "densities": p["densities"], "sh": p["sh"],

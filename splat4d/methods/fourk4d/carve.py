@@ -25,7 +25,7 @@ from torch import Tensor
 
 from splat4d.cameras import Cameras
 from splat4d.config_checks import check_float, check_int
-from splat4d.errors import DatasetError
+from splat4d.errors import ConfigError, DatasetError
 
 
 @dataclass
@@ -58,8 +58,6 @@ class CarveConfig:
         check_int(f"{prefix}.points", self.points, 1)
         check_int(f"{prefix}.seed", self.seed, 0)
         if self.coarse_resolution * self.refine > 1024:
-            from splat4d.errors import ConfigError
-
             raise ConfigError(f"{prefix}.coarse_resolution x {prefix}.refine must be at most 1024 (a dense fine grid "
                               f"of that many voxels per side), got {self.coarse_resolution * self.refine}")
 
@@ -143,7 +141,7 @@ def carve_frame(cams: Cameras, masks: Tensor, bounds: Tensor, cfg: CarveConfig,
         if len(cells) == 0:
             raise DatasetError("empty visual hull: no voxel lies inside the masks of enough cameras "
                                f"(min_fraction {cfg.min_fraction}, min_cameras {cfg.min_cameras})")
-    fine_dims = dims * (cfg.refine if cfg.refine > 1 else 1)
+    fine_dims = dims * cfg.refine
     occ = torch.zeros(*(int(n) for n in fine_dims), dtype=torch.float32, device="cpu")
     occ[cells[:, 0], cells[:, 1], cells[:, 2]] = 1.0
     if cfg.min_neighbors > 0:
@@ -265,8 +263,6 @@ def write_carved(out_dir, frames: list[dict], cfg: CarveConfig, source: str) -> 
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not (out / "carve.json").is_file():
-        from splat4d.errors import ConfigError
-
         raise ConfigError(f"--out {out} holds files that are not a carve (no carve.json): choose an empty folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -26,6 +26,11 @@ SH_SCALE = 0.25
 """The SH residual is tanh(SH(d)) x SH_SCALE (4K4D)."""
 
 
+def nearest_frame(frame_times: Tensor, t: float) -> int:
+    """Index of the frame whose time [F] is nearest t (a point-sequence model draws that frame's points)."""
+    return int(torch.argmin((frame_times - float(t)).abs()))
+
+
 def nearest_views(target_centers: Tensor, source_centers: Tensor, center: Tensor, n: int,
                   exclude_same: bool = True) -> Tensor:
     """Indices [T, n] of the n source cameras nearest each target camera in direction from `center`.

@@ -167,7 +167,7 @@ class FourK4D(Method):
         return Cameras(self.src_viewmats, self.src_Ks, int(W), int(H))
 
     def frame_at(self, t: float) -> int:
-        return int(torch.argmin((self.frame_times - float(t)).abs()))
+        return ibr.nearest_frame(self.frame_times, t)
 
     def points_at(self, f: int) -> dict[str, Tensor]:
         """Frame f's points: means [N, 3], radii [N], densities [N], sh [N, B, 3], features [N, D],
@@ -183,16 +183,22 @@ class FourK4D(Method):
         return {"means": base + disp, "radii": radii, "densities": dens, "sh": sh, "features": feats,
                 "displacement": disp}
 
+    def blend_inputs(self, p: dict[str, Tensor], f: int, views: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Per (point, source view) of frame f: sampled colour [N, V, 3], whether the view sees the point
+        [N, V] and the blend logit [N, V], over `views` (indices; default every source view). What a bake
+        stores, and what a render blends over its chosen views."""
+        src = self.source_cameras()
+        imgs = self.images[f].float() / 255.0 if views is None else self.images[f, views].float() / 255.0
+        src = src if views is None else src[views]
+        col, valid = ibr.sample_colors(p["means"], src, imgs)
+        return col, valid, self.blend_net(p["features"], col, ibr.source_dirs(p["means"], src))
+
     def colors_for(self, p: dict[str, Tensor], f: int, eye: Tensor) -> Tensor:
         """Colours [N, 3] of frame f's points seen from `eye` [3]: IBR blend of the nearest source views
         plus the SH residual."""
-        src = self.source_cameras()
-        centre = self.grid.bounds.mean(0)
-        views = ibr.nearest_views(eye[None], src.centers, centre, self.cfg.source_views)[0]
-        chosen = src[views]
-        imgs = self.images[f, views].float() / 255.0
-        col, valid = ibr.sample_colors(p["means"], chosen, imgs)
-        logits = self.blend_net(p["features"], col, ibr.source_dirs(p["means"], chosen))
+        views = ibr.nearest_views(eye[None], self.source_cameras().centers, self.grid.bounds.mean(0),
+                                  self.cfg.source_views)[0]
+        col, valid, logits = self.blend_inputs(p, f, views)
         return ibr.point_colors(ibr.blend(col, logits, valid, torch.arange(len(views), device=col.device)),
                                 ibr.sh_residual(p["sh"], p["means"], eye))
 
@@ -202,10 +208,8 @@ class FourK4D(Method):
         view that sees a point, plus the SH residual's constant term (as a baked model exports them)."""
         f = self.frame_at(t)
         p = self.points_at(f)
-        src = self.source_cameras()
-        col, valid = ibr.sample_colors(p["means"], src, self.images[f].float() / 255.0)
-        logits = self.blend_net(p["features"], col, ibr.source_dirs(p["means"], src))
-        blended = ibr.blend(col, logits, valid, torch.arange(len(src), device=col.device))
+        col, valid, logits = self.blend_inputs(p, f)
+        blended = ibr.blend(col, logits, valid, torch.arange(col.shape[1], device=col.device))
         return p["means"], ibr.point_colors(blended, ibr.sh_dc_residual(p["sh"]))
 
     def render(self, cameras: Cameras, t: float, background: Tensor | None = None, **kw) -> RenderOutput:
