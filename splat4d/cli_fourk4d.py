@@ -64,7 +64,7 @@ class Bake:
     out: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("baked")
     """Folder to write (config.yaml + checkpoint.pt; must not hold a run)."""
     precision: Literal["fp16", "fp32"] = "fp16"
-    """Storage of the baked values (positions stay fp32)."""
+    """Storage of colours, densities and SH (positions, radii and logits stay fp32)."""
 
     def validate(self) -> None:
         cc.check_path("RUN_DIR", self.run_dir)

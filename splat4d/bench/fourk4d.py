@@ -60,6 +60,18 @@ def render_ms(method, scene, frames: int) -> float:
     return sorted(ms)[len(ms) // 2]
 
 
+@torch.no_grad()
+def baked_difference(trained, baked, scene) -> float:
+    """Largest absolute pixel difference between the trained and the baked renderer over the test views."""
+    bg = torch.tensor(scene.background)
+    worst = 0.0
+    for v in scene.split("test"):
+        a = trained.render(scene.camera(v), float(v.time), bg).rgb
+        b = baked.render(scene.camera(v), float(v.time), bg).rgb
+        worst = max(worst, float((a - b).abs().max()))
+    return worst
+
+
 def run(cfg: FourK4DBench) -> dict:
     from splat4d.methods.fourk4d.baked import bake_run
 
@@ -93,6 +105,7 @@ def run(cfg: FourK4DBench) -> dict:
         r["psnr_minus_deformable"] = r["psnr"] - rows[0]["psnr"]
         r["speedup_vs_deformable"] = rows[0]["render_ms"] / r["render_ms"]
     rows[2]["speedup_vs_trained"] = rows[1]["render_ms"] / rows[2]["render_ms"]
+    rows[2]["max_abs_vs_trained"] = baked_difference(load_run(run_dir, "cpu")[0], load_run(baked_dir, "cpu")[0], scene)
     result = {"meta": _meta(cfg), "rows": rows}
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / f"fourk4d_{key}.json").write_text(json.dumps(result, indent=2))
@@ -102,5 +115,5 @@ def run(cfg: FourK4DBench) -> dict:
         print(f"{r['method']:<14} {r['psnr']:6.2f} {r['psnr_minus_deformable']:+6.2f} {r['ssim']:6.3f} "
               f"{r['render_ms']:8.1f} {r['speedup_vs_deformable']:12.1f}")
     print(f"baked: {rows[2]['speedup_vs_trained']:.1f}x faster than the training-time renderer, "
-          f"{rows[2]['baked_mb_per_frame']:.2f} MB per frame")
+          f"{rows[2]['baked_mb_per_frame']:.2f} MB per frame, max abs difference {rows[2]['max_abs_vs_trained']:.2e}")
     return result
