@@ -68,13 +68,14 @@ def validate_fit(method_cfg, data: DataConfig, train: TrainConfig, out: Path) ->
 
 
 def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out: Path, resume: bool = False,
-        progress: bool = True) -> dict:
+        progress: bool = True, view_order=None) -> dict:
     """Train `method_name` on `data` into run folder `out`; writes config.yaml, checkpoint.pt,
     metrics.json and eval/ PNGs. Returns the final metrics. Bad settings raise ConfigError before anything
     is read or written (`validate_fit`).
 
     Launched by torchrun with several ranks, it trains data-parallel (see `splat4d.train.distributed`);
-    rank 0 writes every file and evaluates, the others return {"iterations": N, "rank": r}."""
+    rank 0 writes every file and evaluates, the others return {"iterations": N, "rank": r}.
+    `view_order` is the Trainer's (which training views each epoch visits; None: all, uniformly)."""
     cls = get_method(method_name)
     if not isinstance(method_cfg, cls.Config):
         raise ConfigError(f"method {method_name!r} takes a {cls.Config.__name__}, got {type(method_cfg).__name__}")
@@ -94,7 +95,7 @@ def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out:
     gen = torch.Generator().manual_seed(train.seed)
     method = cls.from_scene(scene, method_cfg, generator=gen)
     config = {"method": method_name, "data": data, "train": train, "method_config": method_cfg}
-    trainer = Trainer(method, scene, train, out, config, device)
+    trainer = Trainer(method, scene, train, out, config, device, view_order=view_order)
     if resume:
         trainer.resume()
     result = trainer.fit(evaluate=lambda m: evaluate(m, scene), progress=progress)

@@ -66,8 +66,13 @@ class TrainConfig:
 
 
 class Trainer:
-    def __init__(self, method: Method, scene, cfg: TrainConfig, run_dir: Path, config: dict, device: torch.device):
+    def __init__(self, method: Method, scene, cfg: TrainConfig, run_dir: Path, config: dict, device: torch.device,
+                 view_order=None):
+        """`view_order(step, generator, views) -> list[int]`, if given, draws each epoch of indices into the
+        training views (popped from the end) instead of a uniform permutation of them: a warm-up on some views, or
+        views weighted by how far they are from a reference (Diffusion² stage 2)."""
         self.method = method.to(device)
+        self.view_order = view_order
         self.scene = scene
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -102,6 +107,14 @@ class Trainer:
         self.image_loader = ViewLoader.for_scene(self.scene, views, cache_budget(self.cfg.image_cache_gb), alphas,
                                                  lookahead=max(8, 2 * self.cfg.batch_size))
 
+    def _epoch(self, gen: torch.Generator) -> list[int]:
+        if self.view_order is None:
+            return torch.randperm(len(self.views), generator=gen, device="cpu").tolist()
+        order = [int(i) for i in self.view_order(self.step, gen, self.views)]
+        if not order or min(order) < 0 or max(order) >= len(self.views):
+            raise Splat4DError(f"view_order gave indices outside the {len(self.views)} training views")
+        return order
+
     def _next_indices(self) -> list[int]:
         """This rank's views of the next iteration. Every rank draws the whole global batch from the same
         seeded sampler and takes its own consecutive share, so R ranks of batch B see exactly the views
@@ -109,7 +122,7 @@ class Trainer:
         idx = []
         for _ in range(self.cfg.batch_size * distributed.world_size()):
             if not self.order:
-                self.order = torch.randperm(len(self.views), generator=self.gen, device="cpu").tolist()
+                self.order = self._epoch(self.gen)
             idx.append(self.order.pop())
         start = distributed.rank() * self.cfg.batch_size
         return idx[start : start + self.cfg.batch_size]
@@ -133,7 +146,7 @@ class Trainer:
             gen = torch.Generator()
             gen.set_state(self.gen.get_state())
             while len(seq) < need:
-                seq += torch.randperm(len(self.views), generator=gen, device="cpu").tolist()[::-1][: need - len(seq)]
+                seq += self._epoch(gen)[::-1][: need - len(seq)]
         return [v for pos, v in enumerate(seq) if (pos % (B * W)) // B == r][:n]
 
     # -------------------------------------------------------------- state
