@@ -110,3 +110,19 @@ def test_fourk4d_fits_bakes_and_renders_on_cuda(tmp_path):
         b = cpu.render(scene.camera(view), view.time).rgb
         c = bake(method).to("cuda").render(scene.camera(view).to("cuda"), view.time).rgb.cpu()
     assert float((a - b).abs().max()) < 1e-3 and float((a - c).abs().max()) < 2e-3
+
+
+def test_diffusion2_tiny_priors_sample_on_cuda_in_fp16(tmp_path):
+    """The Diffusion² adapters and sampler keep every tensor on the GPU (fp16 priors, as generate uses)."""
+    pytest.importorskip("diffusers")
+    from splat4d.methods.diffusion2 import sample_image_matrix
+    from splat4d.methods.diffusion2.priors import load_priors
+    from splat4d.methods.diffusion2.tiny import write_tiny_priors
+
+    p = load_priors(*write_tiny_priors(tmp_path), device="cuda", dtype=torch.float16)
+    shape = p.space.latent_shape(32)
+    image = p.space.encode(torch.rand(1, 3, 32, 32))[0].float()
+    m = sample_image_matrix(p.video, p.multiview, 3, 4, shape, image=image, num_steps=4, rollback_steps=1,
+                            generator=torch.Generator().manual_seed(0))
+    assert m.device.type == "cuda" and m.shape == (3, 4, *shape) and torch.isfinite(m).all()
+    assert p.space.decode(m.flatten(0, 1)).shape == (12, 3, 32, 32)

@@ -63,9 +63,9 @@ def multiview_settings(elevation_deg: float = 0.0) -> PriorSettings:
 def guidance_scales(settings: PriorSettings, length: int, device, dtype) -> Tensor:
     lo, hi = settings.guidance_min, settings.guidance_max
     if settings.guidance_shape == "linear":
-        g = torch.linspace(lo, hi, length)
+        g = torch.linspace(lo, hi, length, device=device)
     else:  # rises to hi at the middle of the sequence and back
-        g = lo + (hi - lo) * (1 - (torch.linspace(-1, 1, length)).abs())
+        g = lo + (hi - lo) * (1 - (torch.linspace(-1, 1, length, device=device)).abs())
     return g.to(device, dtype)
 
 
@@ -125,8 +125,8 @@ class ImageConditioner:
     def __init__(self, image_encoder, feature_extractor, space: LatentSpace, max_cached: int = 512):
         self.encoder, self.space = image_encoder, space
         self.size = clip_input_size(feature_extractor)
-        self.mean = torch.tensor(feature_extractor.image_mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(feature_extractor.image_std).view(1, 3, 1, 1)
+        self.mean = torch.tensor(feature_extractor.image_mean, device="cpu").view(1, 3, 1, 1)
+        self.std = torch.tensor(feature_extractor.image_std, device="cpu").view(1, 3, 1, 1)
         self.cache: dict[tuple, tuple[Tensor, Tensor]] = {}
         self.max_cached = max_cached
 
@@ -136,7 +136,7 @@ class ImageConditioner:
         dev = next(self.encoder.parameters()).device
         x = Fn.interpolate(images.float(), size=(self.size, self.size), mode="bicubic", antialias=True,
                            align_corners=False).clamp(0, 1)
-        x = (x - self.mean) / self.std
+        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
         dtype = next(self.encoder.parameters()).dtype
         return self.encoder(pixel_values=x.to(dev, dtype)).image_embeds[:, None]
 
@@ -151,7 +151,7 @@ class ImageConditioner:
                     self.cache.pop(next(iter(self.cache)))
                 image = self.space.decode(c[None])
                 gen = torch.Generator().manual_seed(int(key[0][:8], 16))
-                noisy = image * 2 - 1 + noise_aug * torch.randn(image.shape, generator=gen)
+                noisy = image * 2 - 1 + noise_aug * torch.randn(image.shape, generator=gen, device="cpu").to(image.device)
                 latent = self.space.encode((noisy + 1) / 2, unscaled=True)
                 self.cache[key] = (self.embed(image)[0], latent[0])
             e, z = self.cache[key]
@@ -204,6 +204,7 @@ class SVDDenoiser:
         b, length = x.shape[:2]
         dev, dt = x.device, next(self.unet.parameters()).dtype
         perm = self.order(length)
+        perm = None if perm is None else perm.to(x.device)
         xs = x if perm is None else x[:, perm]
         s = sigma.to(dev).view(b, 1, 1, 1, 1).double()
         c_in, c_skip, c_out = (1 / (s**2 + 1).sqrt()), 1 / (s**2 + 1), -s / (s**2 + 1).sqrt()
@@ -236,13 +237,13 @@ class SV3DDenoiser(SVDDenoiser):
     per_frame_ids = True
 
     def order(self, length: int) -> Tensor:
-        return (torch.arange(length) + 1) % length  # UNet frame k shows view (k + 1) mod V
+        return (torch.arange(length, device="cpu") + 1) % length  # UNet frame k shows view (k + 1) mod V
 
     def added_ids(self, batch: int, length: int, device, dtype) -> Tensor:
-        views = (torch.arange(length) + 1) % length
+        views = (torch.arange(length, device="cpu") + 1) % length
         azimuth = torch.deg2rad((360.0 * views / length) % 360)
-        polar = torch.full((length,), math.radians(90.0 - self.settings.elevation_deg))
-        aug = torch.full((length,), self.settings.noise_aug)
+        polar = torch.full((length,), math.radians(90.0 - self.settings.elevation_deg), device="cpu")
+        aug = torch.full((length,), self.settings.noise_aug, device="cpu")
         ids = torch.stack([aug, polar, azimuth], 1).to(device, dtype)  # [L, 3]
         return ids[None].expand(batch, length, 3)
 

@@ -27,10 +27,10 @@ def edm_sigmas(num_steps: int, sigma_min: float = 0.002, sigma_max: float = 700.
         raise ConfigError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
     if rho <= 0:
         raise ConfigError(f"rho must be positive, got {rho}")
-    i = torch.arange(num_steps, dtype=torch.float64)
+    i = torch.arange(num_steps, dtype=torch.float64, device="cpu")
     frac = i / max(num_steps - 1, 1)
     s = (sigma_max ** (1 / rho) + frac * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
-    return torch.cat([s, torch.zeros(1, dtype=torch.float64)])
+    return torch.cat([s, torch.zeros(1, dtype=torch.float64, device="cpu")])
 
 
 def step_weights(s: Schedule, num_steps: int) -> list[float]:

@@ -78,7 +78,7 @@ def matrix_scene(matrix: Tensor, cfg: Stage2Config, background=(1.0, 1.0, 1.0), 
         splits["test"] = list(splits["train"])
     e = cfg.extent
     return DynamicScene(name, "easyvolcap", splits, background=tuple(background),
-                        bounds=torch.tensor([[-e] * 3, [e] * 3]), num_cameras=nv, num_frames=nf)
+                        bounds=torch.tensor([[-e] * 3, [e] * 3], device="cpu"), num_cameras=nv, num_frames=nf)
 
 
 def view_weights(cam_ids: Tensor, frame_ids: Tensor, views: int, frames: int, ref_frame: int, far_weight: float) -> Tensor:
@@ -99,12 +99,12 @@ class Stage2Order:
         self.ref_frame, self.far_weight = ref_frame, far_weight
 
     def __call__(self, step: int, gen: torch.Generator, views: list[View]) -> list[int]:
-        cams = torch.tensor([v.cam_id for v in views])
-        frames = torch.tensor([v.frame_id for v in views])
+        cams = torch.tensor([v.cam_id for v in views], device="cpu")
+        frames = torch.tensor([v.frame_id for v in views], device="cpu")
         if step < self.warmup_iters:
             ref = torch.nonzero(frames == self.ref_frame).flatten()
             if len(ref):
-                return ref[torch.randperm(len(ref), generator=gen)].tolist()
+                return ref[torch.randperm(len(ref), generator=gen, device="cpu")].tolist()
         w = view_weights(cams, frames, self.views, self.frames, self.ref_frame, self.far_weight)
         return torch.multinomial(w, len(views), replacement=True, generator=gen).tolist()
 
