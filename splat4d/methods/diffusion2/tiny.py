@@ -12,7 +12,10 @@ import torch
 
 
 def tiny_pipeline(seed: int, multiview: bool = False):
-    """A StableVideoDiffusionPipeline of a few thousand parameters (VAE downsampling 2, 4 latent channels)."""
+    """A StableVideoDiffusionPipeline of about a million parameters (VAE downsampling 2, 4 latent channels)."""
+    from splat4d.methods.diffusion2.priors import quiet_hf_logging
+
+    quiet_hf_logging()
     from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
                            UNetSpatioTemporalConditionModel)
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
