@@ -145,7 +145,8 @@ def generate(run: Path, video_model, multiview_model, image: Optional[Path] = No
         progress=lambda i: bar.update(1), **refs)
     bar.close()
     times["sample_s"] = time.perf_counter() - t0
-    matrix = priors.space.decode(latents.flatten(0, 1)).view(views, frames, 3, size, size).cpu()
+    # row by row: the temporal decoder mixes the frames it decodes together, which must be one view's frames
+    matrix = torch.stack([priors.space.decode(latents[v]).cpu() for v in range(views)])
     del priors, latents
     scene_dir, fit_dir = run / "scene", run / "fit"
     if main:
