@@ -19,7 +19,7 @@ import torch
 from splat4d.data import ArrayImage, load_scene
 from splat4d.data.easyvolcap import write_easyvolcap
 from splat4d.data.image_cache import AUTO_CAP, GIB, LRUCache, ViewLoader, cache_budget
-from splat4d.errors import ConfigError, DatasetError
+from splat4d.errors import ConfigError, DatasetError, Splat4DError
 from splat4d.methods.static import StaticConfig, StaticGaussians
 from splat4d.train.densify import DensifyConfig
 from splat4d.train.trainer import TrainConfig, Trainer
@@ -229,4 +229,18 @@ def test_lookahead_is_what_the_sampler_takes_and_leaves_it_unchanged(tiny, tmp_p
     for _ in range(2):
         expect += torch.randperm(V, generator=gen).tolist()[::-1]
     assert ahead == taken == expect[: V + 5]
+    tr.image_loader.close()
+
+
+def test_a_view_order_hook_decides_what_the_sampler_takes(tiny, tmp_path):
+    tr = _trainer(tiny, tmp_path / "h", 1.0)
+    first = [i for i, v in enumerate(tr.views) if v.frame_id == 0]
+    tr.view_order = lambda step, gen, views: [i for i, v in enumerate(views) if v.frame_id == 0]
+    ahead = tr._upcoming_views(len(first) + 2)
+    taken = [int(tr._next_batch().index[0]) for _ in range(len(first) + 2)]
+    assert ahead == taken and set(taken) <= set(first)
+    tr.view_order = lambda step, gen, views: [len(views)]
+    tr.order = []
+    with pytest.raises(Splat4DError, match="outside the"):
+        tr._next_batch()
     tr.image_loader.close()
