@@ -194,5 +194,9 @@ def generate_whole(run: Path, **kwargs) -> dict:
         return generate(run, **kwargs)
     except BaseException:
         if ddp.env_rank() == 0 and run.exists():
-            shutil.rmtree(run) if created else [shutil.rmtree(p) if p.is_dir() else p.unlink() for p in run.iterdir()]
+            if created:
+                shutil.rmtree(run)
+            else:  # it was given empty: leave it empty
+                for p in run.iterdir():
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
         raise

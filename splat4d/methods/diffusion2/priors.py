@@ -181,7 +181,6 @@ class SVDDenoiser:
     """The EDM x0-predictor of an SVD-family UNet (v-prediction with c_skip = 1/(σ²+1), c_out = −σ/√(σ²+1),
     c_in = 1/√(σ²+1), c_noise = ¼ ln σ), with classifier-free guidance (zero image embedding and latent)."""
 
-    per_frame_ids = False
 
     def __init__(self, unet, conditioner: ImageConditioner, settings: PriorSettings):
         self.unet, self.conditioner, self.settings = unet, conditioner, settings
@@ -234,7 +233,6 @@ class SV3DDenoiser(SVDDenoiser):
     """SV3D_p: view v of V sits at azimuth 360·v/V (view 0 = the reference view). SV3D orders its orbit so the
     input view comes last, with azimuths measured from it; the sequence is rolled into that order and back."""
 
-    per_frame_ids = True
 
     def order(self, length: int) -> Tensor:
         return (torch.arange(length, device="cpu") + 1) % length  # UNet frame k shows view (k + 1) mod V
