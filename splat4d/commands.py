@@ -35,6 +35,7 @@ def eval_run(run: Path, data: str | None, scale: float | None, out: Path | None,
     d = run_data_config(config, run)
     scene = load_scene(data or d.path, scale=scale or d.scale, background=d.background,
                        format=None if data else d.format)
+    scene = type(method).prepare_scene(scene, method.cfg)
     run = Path(run)
     out = Path(out) if out else (run.parent / f"{run.stem}_eval" if run.is_file() else run)
     result = evaluate(method, scene, split=split, out_dir=out / "eval", lpips_weights=lpips_weights)
@@ -103,7 +104,8 @@ def render_run(run: Path, path: str, out: Path, time: float | None, frames: int,
 
     method, config, _ = load_run(run)
     d = run_data_config(config, run)
-    scene = load_scene(d.path, scale=d.scale, background=d.background, format=d.format)
+    scene = type(method).prepare_scene(load_scene(d.path, scale=d.scale, background=d.background, format=d.format),
+                                       method.cfg)
     written = render_video(method, scene, path, out, time, frames, fps, side_by_side)
     print(f"wrote {written}")
     return written

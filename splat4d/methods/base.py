@@ -60,6 +60,13 @@ class Method(nn.Module):
         raise NotImplementedError
 
     @classmethod
+    def prepare_scene(cls, scene, cfg):
+        """The scene this method trains on and is evaluated on, from the scene as read (default: unchanged).
+        `fit`, `eval` and `render` all call it, so a method that re-splits views (ds4d: chosen input and
+        pseudo cameras train, the rest are held out) is evaluated on the split it was trained for."""
+        return scene
+
+    @classmethod
     def empty(cls, cfg, state: dict) -> "Method":
         """An instance shaped to receive `state` (for loading checkpoints)."""
         raise NotImplementedError

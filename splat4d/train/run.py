@@ -91,6 +91,7 @@ def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out:
     data = resolved_data(data)  # config.yaml records the colour used, so --config repeats the run exactly
     torch.manual_seed(train.seed)
     scene = load_scene(data.path, scale=data.scale, background=data.background, format=data.format)
+    scene = cls.prepare_scene(scene, method_cfg)
     device = distributed.init(pick_device(train.device))
     gen = torch.Generator().manual_seed(train.seed)
     method = cls.from_scene(scene, method_cfg, generator=gen)
