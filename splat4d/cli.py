@@ -13,7 +13,7 @@ import tyro
 
 from splat4d import config_checks as cc
 from splat4d.cli_parse import parse
-from splat4d.errors import Splat4DError
+from splat4d.errors import ConfigError, Splat4DError
 
 Positional = tyro.conf.Positional
 
@@ -121,7 +121,9 @@ class Demo:
 
 @dataclass
 class Eval:
-    """Evaluate a run on its test split: PSNR, SSIM, D-SSIM, LPIPS, FPS, size -> metrics.json + PNGs."""
+    """Evaluate a run on its test split: PSNR, SSIM, D-SSIM, LPIPS, FPS, size -> metrics.json + PNGs.
+
+    --protocol consistent4d adds the video metrics CLIP, LPIPS, FVD and FID-VID (docs/metrics.md)."""
 
     run_dir: Positional[Path]
     """Run folder written by `splat4d fit`, or a .s4d bitstream."""
@@ -135,6 +137,15 @@ class Eval:
     """Split to evaluate (default: test, else val)."""
     lpips_weights: Optional[str] = None
     """LPIPS weights file (else $SPLAT4D_LPIPS_WEIGHTS; LPIPS is reported unavailable without one)."""
+    protocol: Literal["standard", "consistent4d"] = "standard"
+    """standard: the image metrics above. consistent4d: also the video metrics of Consistent4D (CLIP, LPIPS,
+    FVD, FID-VID per camera video of the split; each "unavailable: ..." without its weights)."""
+    clip_model: Optional[str] = None
+    """consistent4d: local folder (or hub-cache id, offline) of CLIP ViT-B/32 (else $SPLAT4D_CLIP_MODEL)."""
+    i3d_weights: Optional[str] = None
+    """consistent4d: TorchScript I3D for FVD, i3d_torchscript.pt (else $SPLAT4D_I3D_WEIGHTS)."""
+    fidvid_weights: Optional[str] = None
+    """consistent4d: 3D ResNet-50 state dict for FID-VID, resnet-50-kinetics.pth (else $SPLAT4D_FIDVID_WEIGHTS)."""
 
     def validate(self) -> None:
         cc.check_path("RUN_DIR", self.run_dir)
@@ -145,11 +156,18 @@ class Eval:
             cc.check_output_dir("--out", self.out)
         cc.check_choice("--split", self.split, ("train", "val", "test"), optional=True)
         cc.check_str("--lpips-weights", self.lpips_weights, optional=True)
+        cc.check_choice("--protocol", self.protocol, ("standard", "consistent4d"))
+        for flag in ("clip_model", "i3d_weights", "fidvid_weights"):
+            name = "--" + flag.replace("_", "-")
+            cc.check_str(name, getattr(self, flag), optional=True)
+            if getattr(self, flag) is not None and self.protocol != "consistent4d":
+                raise ConfigError(f"{name} is only used with --protocol consistent4d, got --protocol {self.protocol}")
 
     def run(self) -> int:
         from splat4d.commands import eval_run
 
-        eval_run(self.run_dir, self.data, self.scale, self.out, self.split, self.lpips_weights)
+        eval_run(self.run_dir, self.data, self.scale, self.out, self.split, self.lpips_weights, self.protocol,
+                 self.clip_model, self.i3d_weights, self.fidvid_weights)
         return 0
 
 

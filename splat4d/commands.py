@@ -27,8 +27,21 @@ def print_metrics(result: dict, title: str = "") -> None:
         print(f"  (lpips: {result['lpips_note']})")
 
 
+def print_video_metrics(video: dict) -> None:
+    print(f"consistent4d protocol ({video['videos']} videos, {video['frames']} frames, {video['clips']} clips of "
+          f"{video['clip_len']}):")
+    for k in ("clip", "lpips", "fvd", "fid_vid"):
+        v = video[k]
+        print(f"  {k:<14} {f'{v:.4f}' if isinstance(v, float) else v}")
+    for k, note in video.get("notes", {}).items():
+        print(f"  ({k}: {note})")
+
+
 def eval_run(run: Path, data: str | None, scale: float | None, out: Path | None, split: str | None,
-             lpips_weights: str | None) -> dict:
+             lpips_weights: str | None, protocol: str = "standard", clip_model: str | None = None,
+             i3d_weights: str | None = None, fidvid_weights: str | None = None) -> dict:
+    """Evaluate a run (folder or .s4d) and write metrics.json. `protocol` "consistent4d" adds the video
+    metrics of `splat4d.eval_video` (CLIP, LPIPS, FVD, FID-VID) under the key "consistent4d"."""
     from splat4d.data import load_scene
 
     method, config, step = load_run(run)
@@ -45,8 +58,15 @@ def eval_run(run: Path, data: str | None, scale: float | None, out: Path | None,
 
         result["decoded_size_mb"] = result["size_mb"]
         result["size_mb"] = file_size_mb(run)
+    if protocol == "consistent4d":
+        from splat4d.eval_video import evaluate_video
+
+        result["consistent4d"] = evaluate_video(method, scene, result["split"], clip_model, i3d_weights,
+                                                fidvid_weights, lpips_weights)
     path = write_metrics(out, result)
     print_metrics(result, f"{config['method']} on {scene.name} ({result['split']}, {result['views']} views):")
+    if "consistent4d" in result:
+        print_video_metrics(result["consistent4d"])
     print(f"wrote {path} and {out / 'eval'}/*.png")
     return result
 
