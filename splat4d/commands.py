@@ -43,12 +43,13 @@ def eval_run(run: Path, data: str | None, scale: float | None, out: Path | None,
     """Evaluate a run (folder or .s4d) and write metrics.json. `protocol` "consistent4d" adds the video
     metrics of `splat4d.eval_video` (CLIP, LPIPS, FVD, FID-VID) under the key "consistent4d"."""
     from splat4d.data import load_scene
+    from splat4d.data.scene import select_cameras
 
     method, config, step = load_run(run)
     d = run_data_config(config, run)
     scene = load_scene(data or d.path, scale=scale or d.scale, background=d.background,
                        format=None if data else d.format)
-    scene = type(method).prepare_scene(scene, method.cfg)
+    scene = type(method).prepare_scene(select_cameras(scene, () if data else d.train_cameras), method.cfg)
     run = Path(run)
     out = Path(out) if out else (run.parent / f"{run.stem}_eval" if run.is_file() else run)
     result = evaluate(method, scene, split=split, out_dir=out / "eval", lpips_weights=lpips_weights)
@@ -121,11 +122,12 @@ def render_video(method, scene, path: str, out: Path, time: float | None = None,
 
 def render_run(run: Path, path: str, out: Path, time: float | None, frames: int, fps: int, side_by_side: bool) -> Path:
     from splat4d.data import load_scene
+    from splat4d.data.scene import select_cameras
 
     method, config, _ = load_run(run)
     d = run_data_config(config, run)
-    scene = type(method).prepare_scene(load_scene(d.path, scale=d.scale, background=d.background, format=d.format),
-                                       method.cfg)
+    scene = load_scene(d.path, scale=d.scale, background=d.background, format=d.format)
+    scene = type(method).prepare_scene(select_cameras(scene, d.train_cameras), method.cfg)
     written = render_video(method, scene, path, out, time, frames, fps, side_by_side)
     print(f"wrote {written}")
     return written

@@ -7,7 +7,7 @@ RGBA images are composited on the scene's background colour.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -254,3 +254,22 @@ def count_unique_cameras(viewmats: Tensor, Ks: Tensor, decimals: int = 5) -> tup
     ids: dict[bytes, int] = {}
     out = [ids.setdefault(k.tobytes(), len(ids)) for k in keys]
     return len(ids), out
+
+
+def select_cameras(scene: DynamicScene, train_cameras) -> DynamicScene:
+    """The scene re-split by camera: the views of `train_cameras` (from any split) are the training split,
+    every other camera's views the test split. Empty `train_cameras`: the scene unchanged."""
+    chosen = set(int(c) for c in train_cameras)
+    if not chosen:
+        return scene
+    every = [v for views in scene.splits.values() for v in views]
+    cams = {v.cam_id for v in every}
+    missing = sorted(chosen - cams)
+    if missing:
+        raise DatasetError(f"scene {scene.name!r} has no camera(s) {missing} (cameras: {sorted(cams)})")
+    seen, train, test = set(), [], []
+    for v in sorted(every, key=lambda v: (v.frame_id, v.cam_id)):  # a view in two splits counts once
+        if (v.cam_id, v.frame_id) not in seen:
+            seen.add((v.cam_id, v.frame_id))
+            (train if v.cam_id in chosen else test).append(v)
+    return replace(scene, splits={"train": train, "test": test} if test else {"train": train})

@@ -115,6 +115,10 @@ PRESETS: dict[str, SyntheticConfig] = {
     "large": SyntheticConfig(
         num_cameras=16, num_frames=50, width=256, height=256, num_points=10000, test_cameras=(0, 9)
     ),
+    "deforming": SyntheticConfig(
+        num_cameras=12, num_frames=16, width=96, height=96, num_points=2000, objects=("ground", "ellipsoid"),
+        speed=1.0, test_cameras=(1,),
+    ),
     "fast": SyntheticConfig(
         num_cameras=24, num_frames=150, elevations_deg=(10.0, 30.0, 55.0), test_cameras=(0, 7, 14, 19),
         objects=("ground", "sphere", "box"), sphere_radius=0.12, speed=2.0, schedule="monocular",
@@ -123,7 +127,9 @@ PRESETS: dict[str, SyntheticConfig] = {
 """Named scenes: "default" (12 cameras, 20 frames, 128x128, the demo; ~1.5 s to build on one core;
 moderate motion (speed 0.3: the sphere and box travel about twice their size), the range deformation-field
 methods such as 4DGaussians recover in a few thousand iterations),
-"tiny" (4 cameras, 4 frames, 32x32, for tests; < 0.1 s) and "large" (16 cameras, 50 frames, 256x256;
+"tiny" (4 cameras, 4 frames, 32x32, for tests; < 0.1 s), "deforming" (12 cameras, 16 frames,
+96x96: the static ground disc and only the ellipsoid, which breathes, twists and leans through one
+full cycle; a large static region and one small deforming object, DS4D's benchmark) and "large" (16 cameras, 50 frames, 256x256;
 ~15 s and ~0.5 GB). Cameras alternate between 15 and 40 degrees elevation around the ring.
 
 "fast" reproduces a D-NeRF capture without real data: monocular schedule (one camera per frame, drawn

@@ -22,6 +22,7 @@ BUILTIN = {
     "adcgs": "splat4d.methods.adcgs.method",
     "fourk4d": "splat4d.methods.fourk4d.method",
     "fourk4d_baked": "splat4d.methods.fourk4d.baked",
+    "ds4d": "splat4d.methods.ds4d.method",
 }
 MADE_NOT_TRAINED = {"fourk4d_baked"}
 """Methods whose run folders are made by a command (`splat4d bake`), not by `fit`: loadable, not listed."""
@@ -96,6 +97,10 @@ class Method(nn.Module):
 
     def load_extra_state(self, state: dict) -> None:
         pass
+
+    def describe(self) -> dict:
+        """What an evaluation result should say about how the model was made (e.g. which feature extractor)."""
+        return {}
 
     @property
     def num_primitives(self) -> int:

@@ -123,7 +123,10 @@ class Deformation(nn.Module):
 
     def forward(self, xyz: Tensor, t: float) -> dict[str, Tensor]:
         """Updates {name: [N, n]} of the Gaussians at xyz [N, 3] and time t."""
-        feats = self.hexplane(xyz, t)  # [N, F]
+        return self.decode(self.hexplane(xyz, t))
+
+    def decode(self, feats: Tensor) -> dict[str, Tensor]:
+        """Per-Gaussian features [N, F] -> updates {name: [N, n]} (trunk and heads)."""
         if not self.fused:
             h = self.trunk(feats)  # [N, W]
             return {k: head(h) for k, head in self.heads.items()}
@@ -152,11 +155,16 @@ class DeformableGaussians(GaussianMethod):
 
     @classmethod
     def from_scene(cls, scene, cfg: DeformableConfig, generator: torch.Generator | None = None) -> "DeformableGaussians":
+        return cls(cfg, *cls.initial_parts(scene, cfg, generator))
+
+    @classmethod
+    def initial_parts(cls, scene, cfg: DeformableConfig, generator: torch.Generator | None = None):
+        """(Gaussians, scene extent, HexPlane bounds, HexPlane time knots) for a scene."""
         temporal = (cfg.t_scale_init, cfg.densify.clone_t_scale) if cfg.temporal_opacity else None
         gaussians, extent = cls.init_gaussians(scene, cfg, generator, temporal)
         time_res = cfg.time_resolution or auto_time_resolution(scene.num_frames, scene.views_per_time("train"))
         bounds = _padded_bounds(scene.bounds.float(), gaussians.means.detach())
-        return cls(cfg, gaussians, extent, bounds, time_res)
+        return gaussians, extent, bounds, time_res
 
     @classmethod
     def empty(cls, cfg: DeformableConfig, state: dict) -> "DeformableGaussians":
@@ -194,12 +202,16 @@ class DeformableGaussians(GaussianMethod):
         return loss, logs
 
     # ------------------------------------------------------------ rendering
+    def deform(self, means: Tensor, t: float) -> dict[str, Tensor]:
+        """Updates of the Gaussians with canonical centres `means` at time t (the deformation field)."""
+        return self.deformation(means, t)
+
     def gaussians_at(self, t: float) -> dict[str, Tensor]:
         """Activated Gaussians deformed to time t."""
         g = self.gaussians
         means, log_scales, quats, logits, sh = g.means, g.log_scales, g.quats, g.opacity_logits, g.sh
         if bool(self.dynamic):
-            d = self.deformation(means, t)
+            d = self.deform(means, t)
             means, log_scales, quats = means + d["xyz"], log_scales + d["scale"], quats + d["rot"]
             if "opacity" in d:
                 logits = logits + d["opacity"][:, 0]

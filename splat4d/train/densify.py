@@ -43,6 +43,10 @@ class DensifyConfig:
     """After the first opacity reset, Gaussians larger than this fraction of the scene extent are removed."""
     reset_every: int = 3000
     """Reset opacities to 2 x prune_opacity every this many iterations (0: never)."""
+    grow_fraction: float = 0.0
+    """When > 0, grow this fraction of the Gaussians seen since the last growth, those with the highest
+    average gradient (DreamGaussian4D / STAG4D / DS4D: the top 2.5 %), instead of those above
+    grad_threshold."""
     max_gaussians: int = 0
     """Never grow beyond this many Gaussians (0: from the scene, `auto_max_gaussians`)."""
     clone_t_scale: float = 0.05
@@ -63,6 +67,7 @@ class DensifyConfig:
         check_float(f"{prefix}.prune_opacity", self.prune_opacity, 0, 1, hi_open=True)
         check_float(f"{prefix}.prune_scale3d", self.prune_scale3d, 0, lo_open=True)
         check_int(f"{prefix}.reset_every", self.reset_every, 0)
+        check_float(f"{prefix}.grow_fraction", self.grow_fraction, 0, 1)
         check_int(f"{prefix}.max_gaussians", self.max_gaussians, 0)
         check_float(f"{prefix}.clone_t_scale", self.clone_t_scale, 0, lo_open=True)
         if self.reset_every and self.prune_opacity >= 0.5:  # the reset sets opacities to 2 x prune_opacity
@@ -249,7 +254,11 @@ class DensifyStrategy:
         cap leaves room for fewer, the highest-gradient candidates grow."""
         c = self.cfg
         avg = self.grad2d / self.count.clamp_min(1)
-        high = avg > (c.grad_threshold or MULTIVIEW_GRAD_THRESHOLD)
+        if c.grow_fraction > 0:
+            seen = (self.count > 0) & (avg > 0)
+            high = _top(seen, avg, math.ceil(c.grow_fraction * int(seen.sum())))
+        else:
+            high = avg > (c.grad_threshold or MULTIVIEW_GRAD_THRESHOLD)
         high = _top(high, avg, max((c.max_gaussians or MAX_GAUSSIANS) - len(gaussians), 0))
         small = gaussians.scales.max(dim=-1).values <= c.grow_scale3d * self.extent
         clone, split = high & small, high & ~small

@@ -74,6 +74,7 @@ def evaluate(method, scene, split: str | None = None, out_dir: Path | None = Non
         "fps": n / render_s if render_s > 0 else None,
         "size_mb": state_size_mb(method.state_dict()),
         "num_gaussians": method.num_primitives,
+        **method.describe(),
     }
     if not ok:
         result["lpips_note"] = reason if reason.startswith("unavailable") else f"unavailable: {reason}"

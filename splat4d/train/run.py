@@ -12,8 +12,9 @@ from typing import Annotated, Optional
 import torch
 import tyro
 
-from splat4d.config_checks import check_background, check_choice, check_device, check_float, check_output_dir, check_str
+from splat4d.config_checks import check_background, check_choice, check_device, check_float, check_ints, check_output_dir, check_str
 from splat4d.data import READERS, is_auto, load_scene, resolve_background
+from splat4d.data.scene import select_cameras
 from splat4d.errors import CheckpointError, ConfigError
 from splat4d.methods.base import get_method
 from splat4d.train.checkpoint import from_plain, load_checkpoint, load_config
@@ -35,6 +36,9 @@ class DataConfig:
     gray, #RRGGBB or R,G,B. A run's config.yaml records the colour auto resolved to."""
     format: Optional[str] = None
     """Force a reader (dnerf, neu3d, hypernerf, easyvolcap) instead of detecting the format."""
+    train_cameras: tuple[int, ...] = ()
+    """Train on these cameras only (their views from every split); every other camera is the test split.
+    Empty: the dataset's own splits."""
 
     def validate(self, prefix: str = "data") -> None:
         """Raise ConfigError naming the first setting out of range (see splat4d.config_checks)."""
@@ -42,6 +46,8 @@ class DataConfig:
         check_float(f"{prefix}.scale", self.scale, 0, lo_open=True)
         check_background(f"{prefix}.background", self.background)
         check_choice(f"{prefix}.format", self.format, (*READERS, "synthetic"), optional=True)
+        if self.train_cameras != ():
+            check_ints(f"{prefix}.train_cameras", self.train_cameras, 0)
 
 
 def pick_device(name: str) -> torch.device:
@@ -91,7 +97,7 @@ def fit(method_name: str, method_cfg, data: DataConfig, train: TrainConfig, out:
     data = resolved_data(data)  # config.yaml records the colour used, so --config repeats the run exactly
     torch.manual_seed(train.seed)
     scene = load_scene(data.path, scale=data.scale, background=data.background, format=data.format)
-    scene = cls.prepare_scene(scene, method_cfg)
+    scene = cls.prepare_scene(select_cameras(scene, data.train_cameras), method_cfg)
     device = distributed.init(pick_device(train.device))
     gen = torch.Generator().manual_seed(train.seed)
     method = cls.from_scene(scene, method_cfg, generator=gen)

@@ -281,7 +281,7 @@ class Priors:
 def _missing(path: Optional[Path], which: str, model_id: str) -> str:
     if path is None:
         where = f"no {which} model given"
-    elif not Path(path).exists() and not _looks_like_repo_id(str(path)):
+    elif not Path(path).exists() and not looks_like_repo_id(str(path)):
         where = f"no directory {path}"
     else:
         where = f"{path} has no loadable pipeline"
@@ -299,7 +299,7 @@ def quiet_hf_logging() -> None:
         lib.utils.logging.disable_progress_bar()
 
 
-def _looks_like_repo_id(name: str) -> bool:
+def looks_like_repo_id(name: str) -> bool:
     """`org/name` (looked up in the hub cache, offline), not a filesystem path."""
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and not Path(parts[0]).exists()
@@ -312,7 +312,7 @@ def load_pipeline_dir(path: Optional[Path], which: str, model_id: str, device, d
         from diffusers import StableVideoDiffusionPipeline
     except ImportError:
         raise ConfigError("Diffusion² needs the generation extra: pip install 'splat4d[gen]'") from None
-    if path is None or not Path(path).is_dir() and not _looks_like_repo_id(str(path)):
+    if path is None or not Path(path).is_dir() and not looks_like_repo_id(str(path)):
         raise ConfigError(_missing(path, which, model_id))
     try:
         with warnings.catch_warnings():
