@@ -304,6 +304,7 @@ COMMANDS: dict[str, type | str | None] = {
     "carve": "splat4d.cli_fourk4d:Carve",  # imported on use (torch)
     "bake": "splat4d.cli_fourk4d:Bake",
     "generate diffusion2": "splat4d.cli_generate:GenerateDiffusion2",
+    "generate ds4d": "splat4d.cli_generate:GenerateDS4D",
     "bench raster": "splat4d.bench.raster:RasterBenchConfig",  # imported on use (loads the rasterizer)
 }
 

@@ -1,4 +1,4 @@
-"""`splat4d generate diffusion2`, kept apart from cli.py, which loads no torch."""
+"""`splat4d generate diffusion2` and `splat4d generate ds4d`, kept apart from cli.py, which loads no torch."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from splat4d import config_checks as cc
 from splat4d.methods.deformable import DeformableConfig
 from splat4d.methods.diffusion2.generate import SampleSettings
 from splat4d.methods.diffusion2.stage2 import Stage2Config
+from splat4d.methods.ds4d.method import DS4DConfig
 
 
 @dataclass
@@ -95,4 +96,62 @@ class GenerateDiffusion2:
             print(f"matrix {self.views}x{self.frames} at {self.size}^2 in {rec['sample_s']:.1f} s; "
                   f"stage 2: {self.iters} iterations in {rec['fit_s']:.1f} s, held-out PSNR {psnr}")
             print(f"wrote {self.out}/matrix/, matrix.mp4, scene/, fit/, orbit.mp4, generate.json")
+        return 0
+
+
+@dataclass
+class GenerateDS4D:
+    """Generate 4D content with DS4D: a video and its pseudo multi-view images -> a ds4d fit."""
+
+    video: Path
+    """The input video: a folder of frames or a video file (it is camera 0)."""
+    pseudo_views: Optional[Path] = None
+    """A folder of vVV_fFF.png pseudo views (e.g. RUN/matrix of `splat4d generate diffusion2`; view v at
+    azimuth 360 v / V, v00 not used)."""
+    zero123pp_model: Optional[Path] = None
+    """Instead of --pseudo-views: a Zero123++ directory (weights + its pipeline.py), run on every frame."""
+    out: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("ds4d_run")
+    """New folder: pseudo/, scene/, fit/, orbit.mp4, generate.json."""
+    frames: int = 16
+    """Frames taken from the video (evenly spaced)."""
+    size: int = 256
+    """Image size (square)."""
+    iters: int = 3000
+    """ds4d iterations."""
+    seed: int = 0
+    """Seed of the fit."""
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N."""
+    method: DS4DConfig = field(default_factory=DS4DConfig)
+
+    def validate(self) -> None:
+        from splat4d.errors import ConfigError, DatasetError
+
+        cc.check_path("--video", self.video)
+        if not Path(self.video).exists():
+            raise DatasetError(f"--video {self.video}: no such file or folder")
+        if (self.pseudo_views is None) == (self.zero123pp_model is None):
+            raise ConfigError("give exactly one of --pseudo-views (a folder) and --zero123pp-model")
+        cc.check_path("--pseudo-views", self.pseudo_views, optional=True)
+        cc.check_path("--zero123pp-model", self.zero123pp_model, optional=True)
+        cc.check_int("--frames", self.frames, 1, 1024)
+        cc.check_int("--size", self.size, 14, 4096)
+        cc.check_int("--iters", self.iters, 1)
+        cc.check_int("--seed", self.seed, 0, 2**32 - 1)
+        cc.check_device("--device", self.device)
+        cc.check_output_dir("--out", self.out)
+        self.method.validate("--method")
+
+    def run(self) -> int:
+        from splat4d.methods.diffusion2.generate import generate_whole
+        from splat4d.methods.ds4d.generate import generate
+        from splat4d.methods.ds4d.sources import FolderViews, Zero123ppViews
+
+        source = FolderViews(self.pseudo_views) if self.pseudo_views else Zero123ppViews(self.zero123pp_model)
+        rec = generate_whole(self.out, pipeline=generate, video=self.video, source=source, frames=self.frames,
+                             size=self.size, method_cfg=self.method, iters=self.iters, device=self.device, seed=self.seed)
+        m = rec["fit_metrics"]
+        print(f"{rec['pseudo_views']} pseudo views x {self.frames} frames; ds4d: {self.iters} iterations in "
+              f"{rec['fit_s']:.1f} s, PSNR on its own views {m['psnr']:.2f} dB (features: {m.get('features')})")
+        print(f"wrote {self.out}/pseudo/, scene/, fit/, orbit.mp4, generate.json")
         return 0

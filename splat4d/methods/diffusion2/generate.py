@@ -182,8 +182,9 @@ def render_orbit(fit_dir: Path, out: Path, frames: int, fps: int) -> Path:
     return render_video(method, scene, "orbit", out, frames=frames, fps=fps)
 
 
-def generate_whole(run: Path, **kwargs) -> dict:
-    """`generate` into a new folder RUN, removed again if anything fails or the run is interrupted."""
+def generate_whole(run: Path, pipeline=None, **kwargs) -> dict:
+    """`pipeline(run, **kwargs)` (default: Diffusion²'s `generate`) into a new folder RUN, removed again if
+    anything fails or the run is interrupted."""
     run = Path(run)
     if ddp.env_rank() == 0 and run.exists() and any(run.iterdir()):
         raise ConfigError(f"--out {run} is not empty; choose a new folder")
@@ -191,7 +192,7 @@ def generate_whole(run: Path, **kwargs) -> dict:
     try:
         if ddp.env_rank() == 0:
             run.mkdir(parents=True, exist_ok=True)
-        return generate(run, **kwargs)
+        return (pipeline or generate)(run, **kwargs)
     except BaseException:
         if ddp.env_rank() == 0 and run.exists():
             if created:
