@@ -126,3 +126,17 @@ def test_diffusion2_tiny_priors_sample_on_cuda_in_fp16(tmp_path):
                             generator=torch.Generator().manual_seed(0))
     assert m.device.type == "cuda" and m.shape == (3, 4, *shape) and torch.isfinite(m).all()
     assert p.space.decode(m.flatten(0, 1)).shape == (12, 3, 32, 32)
+
+
+def test_ds4d_fits_and_renders_on_cuda(tmp_path):
+    """ds4d's feature buffers, point-feature sampling and fusion stay on the GPU (patch features)."""
+    pytest.importorskip("gsplat")
+    from splat4d.methods.ds4d.method import DS4DConfig
+
+    cfg = DS4DConfig(features="patch", input_camera=1, pseudo_cameras=(2, 3), feature_cache="none", feature_size=28,
+                     coarse_fraction=0.25)
+    out = tmp_path / "ds4d"
+    result = fit("ds4d", cfg, DATA, TrainConfig(iters=40, save_every=0, device="cuda"), out, progress=False)
+    assert result["psnr"] > 10 and result["features"].startswith("patch")
+    method, _, _ = load_run(out, "cuda")
+    assert method.grids.is_cuda and method.frame_times.is_cuda

@@ -246,6 +246,8 @@ class DS4D(DeformableGaussians):
         if pseudo.any():
             p, ref = pred[pseudo], batch.images[pseudo]
             if self.pseudo_loss == "lpips":
+                if self._lpips.shift.device != p.device:  # the Trainer moves the method after from_scene
+                    self._lpips.to(p.device)
                 lp = self._lpips(p.permute(0, 3, 1, 2), ref.permute(0, 3, 1, 2)).mean()
                 loss, extra = c.lambda_lpips * lp, {"lpips": float(lp.detach())}
             else:
