@@ -32,7 +32,7 @@ def pseudo_scene(frames: torch.Tensor, pseudo: PseudoViews, name: str = "ds4d") 
     views = [View(cams[v], f / (T - 1) if T > 1 else 0.0, v, f, ArrayImage(np.ascontiguousarray(arr[v, f]), f"v{v:02d}_f{f:02d}"))
              for f in range(T) for v in range(len(images))]
     return DynamicScene(name, "easyvolcap", {"train": views}, background=(1.0, 1.0, 1.0),
-                        bounds=torch.tensor([[-EXTENT] * 3, [EXTENT] * 3]), num_cameras=len(images), num_frames=T)
+                        bounds=torch.tensor([[-EXTENT] * 3, [EXTENT] * 3], device="cpu"), num_cameras=len(images), num_frames=T)
 
 
 def generate(run: Path, video: Path, source, frames: int = 16, size: int = 256, method_cfg=None, iters: int = 3000,

@@ -147,7 +147,7 @@ class FusedDeformation(Deformation):
         self.mix = nn.Linear(F + self.fusion.out_dim, F)
         with torch.no_grad():  # starts as the HexPlane alone: `deformable` at step 0
             self.mix.weight.zero_()
-            self.mix.weight[:, :F] = torch.eye(F)
+            self.mix.weight[:, :F] = torch.eye(F, device=self.mix.weight.device)
             self.mix.bias.zero_()
 
     def with_points(self, xyz: Tensor, t: float, point_feats: Tensor) -> dict[str, Tensor]:
@@ -195,7 +195,7 @@ class DS4D(DeformableGaussians):
         rows, cameras, times = feature_views(scene, cfg)
         grids = scene_features(scene, rows, cfg)
         gaussians, extent, bounds, time_res = cls.initial_parts(scene, cfg, generator)
-        size = torch.tensor([cameras.width, cameras.height])
+        size = torch.tensor([cameras.width, cameras.height], device="cpu")
         method = cls(cfg, gaussians, extent, bounds, time_res, grids, cameras.viewmats.float(),
                      cameras.Ks.float(), size, times)
         method.set_training_views(scene, cfg)
@@ -209,7 +209,7 @@ class DS4D(DeformableGaussians):
 
     def set_training_views(self, scene, cfg: DS4DConfig) -> None:
         """Mark the pseudo views of the training split and choose their loss (LPIPS or photometric)."""
-        self.pseudo_flags = torch.tensor([v.cam_id != cfg.input_camera for v in scene.split("train")])
+        self.pseudo_flags = torch.tensor([v.cam_id != cfg.input_camera for v in scene.split("train")], device="cpu")
         if cfg.lambda_lpips > 0 and bool(self.pseudo_flags.any()):
             from splat4d.metrics import load_lpips, lpips_status
 
@@ -312,7 +312,7 @@ def feature_views(scene, cfg: DS4DConfig):
     from splat4d.cameras import Cameras
 
     cameras = Cameras.cat([scene.camera(v) for v in rows[0]])
-    times = torch.tensor([row[0].time for row in rows], dtype=torch.float32)
+    times = torch.tensor([row[0].time for row in rows], dtype=torch.float32, device="cpu")
     return rows, cameras, times
 
 
@@ -320,7 +320,7 @@ def scene_features(scene, rows, cfg: DS4DConfig) -> Tensor:
     """Decoupled, reduced features [T, V, Ph, Pw, C] of the feature views (C = 2 x feature_channels, or the
     extractor's 2D; [T, V, 1, 1, 1] zeros with features "none")."""
     if cfg.features == "none":
-        return torch.zeros(len(rows), len(rows[0]), 1, 1, 1)
+        return torch.zeros(len(rows), len(rows[0]), 1, 1, 1, device="cpu")
     small = torch.stack([torch.stack([_small(scene.image(v), cfg.feature_size) for v in row]) for row in rows])
     extractor = feat.make_extractor(cfg.features, cfg.feature_size, cfg.dinov2_model)
     grids = feat.frame_features(small, extractor, feat.cache_dir(cfg.feature_cache))  # [T, V, Ph, Pw, D]
