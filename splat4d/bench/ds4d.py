@@ -88,11 +88,11 @@ def held_out(method, scene, masks) -> dict:
             "masked_views": n_masked, "views": len(views)}
 
 
-def row_config(row: str, features: str) -> tuple[str, object, tuple[int, ...]]:
-    """(method, config, data.train_cameras) of a row; the cameras are set per scene by `run`."""
+def row_config(row: str, features: str) -> tuple[str, object]:
+    """(method, config) of a row; the cameras are set per scene by `run`."""
     if row == "deformable":
-        return "deformable", DeformableConfig(), ()
-    return "ds4d", replace(DS4DConfig(features=features), **TABLE2[row]), ()
+        return "deformable", DeformableConfig()
+    return "ds4d", replace(DS4DConfig(features=features), **TABLE2[row])
 
 
 def run(cfg: DS4DBench) -> dict:
@@ -103,7 +103,7 @@ def run(cfg: DS4DBench) -> dict:
     rows = {r["row"]: r for r in old.get("rows", []) if old.get("meta", {}).get("iters") == cfg.iters}
     scene = masks = None
     for row in cfg.rows:
-        name, mcfg, _ = row_config(row, cfg.features)
+        name, mcfg = row_config(row, cfg.features)
         if name == "ds4d":
             mcfg = replace(mcfg, input_camera=inp, pseudo_cameras=pseudo)
             data = DataConfig(path, scale)

@@ -145,9 +145,10 @@ class DeformableGaussians(GaussianMethod):
     name = "deformable"
     Config = DeformableConfig
 
-    def __init__(self, cfg: DeformableConfig, gaussians: Gaussians, extent: float, bounds: Tensor, time_res: int):
+    def __init__(self, cfg: DeformableConfig, gaussians: Gaussians, extent: float, bounds: Tensor, time_res: int,
+                 deformation: Deformation | None = None):
         super().__init__(cfg, gaussians, extent)
-        self.deformation = Deformation(cfg, bounds, time_res, gaussians.sh.shape[1] * 3)
+        self.deformation = deformation or Deformation(cfg, bounds, time_res, gaussians.sh.shape[1] * 3)
         device = gaussians.means.device
         self.register_buffer("coarse_iters", torch.tensor(0, device=device))
         self.register_buffer("dynamic", torch.tensor(True, device=device))
@@ -194,6 +195,10 @@ class DeformableGaussians(GaussianMethod):
 
     def loss(self, batch: Batch, outs: list[RenderOutput], step: int) -> tuple[Tensor, dict]:
         loss, logs = self.photometric(batch, outs)
+        return self.regularised(loss, logs)
+
+    def regularised(self, loss: Tensor, logs: dict) -> tuple[Tensor, dict]:
+        """`loss` plus the HexPlane's regularisers once the deformation is on (logged as "reg")."""
         if bool(self.dynamic):
             c, hp = self.cfg, self.deformation.hexplane
             reg = hp.regularisation(c.plane_tv_weight, c.time_smoothness_weight, c.time_l1_weight)

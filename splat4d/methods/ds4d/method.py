@@ -162,15 +162,18 @@ class DS4D(DeformableGaussians):
 
     def __init__(self, cfg: DS4DConfig, gaussians: Gaussians, extent: float, bounds: Tensor, time_res: int,
                  grids: Tensor, viewmats: Tensor, Ks: Tensor, size: Tensor, frame_times: Tensor):
-        super().__init__(cfg, gaussians, extent, bounds, time_res)
+        fused = None
         if cfg.features != "none":
-            self.deformation = FusedDeformation(cfg, bounds, time_res, gaussians.sh.shape[1] * 3, grids.shape[-1])
+            fused = FusedDeformation(cfg, bounds, time_res, gaussians.sh.shape[1] * 3, grids.shape[-1])
+        super().__init__(cfg, gaussians, extent, bounds, time_res, fused)
         for name, value in (("grids", grids), ("feature_viewmats", viewmats), ("feature_Ks", Ks),
                             ("feature_size", size), ("frame_times", frame_times)):
             self.register_buffer(name, value.to(gaussians.means.device))
         self.pseudo_flags: Tensor | None = None  # [train views] True for pseudo views (set by from_scene)
         self._lpips = None
         self.pseudo_loss = "photometric"
+        self._times: np.ndarray | None = None  # frame_times on the host (read on every render)
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_times", None))
 
     # ------------------------------------------------------------- scene and construction
     @classmethod
@@ -261,12 +264,7 @@ class DS4D(DeformableGaussians):
             total = total + c.lambda_mask * (alpha - batch.alphas).abs().mean()
         logs["l1"] = float((pred.detach() - batch.images).abs().mean())
         logs["psnr"] = float(psnr(pred.detach(), batch.images))  # over input and pseudo views alike
-        if bool(self.dynamic):
-            hp = self.deformation.hexplane
-            reg = hp.regularisation(c.plane_tv_weight, c.time_smoothness_weight, c.time_l1_weight)
-            total = total + reg
-            logs["reg"] = float(reg.detach())
-        return total, logs
+        return self.regularised(total, logs)
 
     def describe(self) -> dict:
         c = self.cfg
@@ -278,7 +276,9 @@ class DS4D(DeformableGaussians):
     # ------------------------------------------------------------ rendering
     def frame_index(self, t: float) -> float:
         """Fractional index of time t among the feature frames (linear between neighbours)."""
-        times = self.frame_times.detach().cpu().numpy()
+        if self._times is None:
+            self._times = self.frame_times.detach().cpu().numpy()
+        times = self._times
         return float(np.interp(float(t), times, np.arange(len(times)))) if len(times) > 1 else 0.0
 
     def deform(self, means: Tensor, t: float) -> dict[str, Tensor]:
