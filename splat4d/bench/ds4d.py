@@ -18,6 +18,7 @@ import torch
 from splat4d.bench.adcgs import SHARED, _fit, _meta
 from splat4d.data import load_scene
 from splat4d.data.scene import select_cameras
+from splat4d.errors import ConfigError
 from splat4d.metrics import psnr, ssim
 from splat4d.methods.ds4d.method import TABLE2, DS4DConfig
 from splat4d.methods.deformable import DeformableConfig
@@ -39,7 +40,8 @@ class DS4DBench:
     iters: int = 2000
     """Iterations of every fit."""
     rows: tuple[str, ...] = ("deformable", "A", "B", "C", "D", "E", "F", "G", "H")
-    """Which rows to run: deformable and any of Table 2's A-H."""
+    """Which rows to run: deformable and any of Table 2's A-H; a row may carry overrides of ds4d settings,
+    e.g. "H+pseudo_weight=1.0+densify.grow_fraction=0" (a variant, listed after the table's rows)."""
     features: str = "patch"
     """Frame features of rows D-H: patch (weights-free) or dinov2 (needs its weights)."""
     out: Path = Path("benchmarks/results")
@@ -49,13 +51,14 @@ class DS4DBench:
 
     def validate(self) -> None:
         from splat4d import config_checks as cc
-        from splat4d.errors import ConfigError
 
         cc.check_choice("--scene", self.scene, tuple(SCENES))
         cc.check_int("--iters", self.iters, 1)
-        bad = [r for r in self.rows if r != "deformable" and r not in TABLE2]
+        bad = [r for r in self.rows if r != "deformable" and r.split("+")[0] not in TABLE2]
         if bad or not self.rows:
             raise ConfigError(f"--rows must name deformable or Table 2 rows {', '.join(TABLE2)}, got {bad or 'none'}")
+        for r in self.rows:
+            row_config(r, self.features)[1].validate(f"--rows {r}: method")
         cc.check_choice("--features", self.features, ("patch", "dinov2"))
         cc.check_output_dir("--out", self.out)
 
@@ -89,10 +92,26 @@ def held_out(method, scene, masks) -> dict:
 
 
 def row_config(row: str, features: str) -> tuple[str, object]:
-    """(method, config) of a row; the cameras are set per scene by `run`."""
+    """(method, config) of a row ("H" or "H+key=value+..."); the cameras are set per scene by `run`."""
     if row == "deformable":
         return "deformable", DeformableConfig()
-    return "ds4d", replace(DS4DConfig(features=features), **TABLE2[row])
+    letter, *overrides = row.split("+")
+    cfg = replace(DS4DConfig(features=features), **TABLE2[letter])
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        *path, name = key.split(".")
+        owner = cfg
+        for part in path:
+            owner = getattr(owner, part, None)
+        if not sep or owner is None or not hasattr(owner, name):
+            raise ConfigError(f"--rows {row}: {item!r} is not KEY=VALUE of a ds4d setting")
+        old = getattr(owner, name)
+        try:
+            value = (text.lower() in ("1", "true", "yes")) if isinstance(old, bool) else type(old)(text)
+        except ValueError:
+            raise ConfigError(f"--rows {row}: {key} takes a {type(old).__name__}, got {text!r}") from None
+        setattr(owner, name, value)
+    return "ds4d", cfg
 
 
 def run(cfg: DS4DBench) -> dict:
@@ -109,7 +128,7 @@ def run(cfg: DS4DBench) -> dict:
             data = DataConfig(path, scale)
         else:
             data = DataConfig(path, scale, train_cameras=(inp, *pseudo))
-        run_dir = cfg.out / "ds4d" / f"{key}_{row}"
+        run_dir = cfg.out / "ds4d" / f"{key}_{row.replace('+', '_').replace('=', '-')}"
         _fit(name, mcfg, data, cfg.iters, run_dir, cfg.resume)
         method, config, _ = load_run(run_dir, "cpu")
         if scene is None:
@@ -121,13 +140,15 @@ def run(cfg: DS4DBench) -> dict:
         r["train_seconds"] = train
         rows[row] = r
         result = {"meta": {**_meta(cfg), "input_camera": inp, "pseudo_cameras": list(pseudo), "scale": scale},
-                  "rows": [rows[k] for k in ("deformable", *TABLE2) if k in rows]}
+                  "rows": [rows[k] for k in ("deformable", *TABLE2) if k in rows]
+                  + [r for k, r in rows.items() if "+" in k]}
         cfg.out.mkdir(parents=True, exist_ok=True)
         result_path.write_text(json.dumps(result, indent=2))
     base = rows.get("deformable")
     print(f"\n{cfg.scene}, {cfg.iters} iterations, input camera {inp}, pseudo {list(pseudo)}, features {cfg.features}")
-    print(f"{'row':<10} {'PSNR':>6} {'SSIM':>6} {'mask PSNR':>9} {'d mask':>7} {'Gaussians':>9}")
+    width = max(10, *(len(r["row"]) for r in result["rows"]))
+    print(f"{'row':<{width}} {'PSNR':>6} {'SSIM':>6} {'mask PSNR':>9} {'d mask':>7} {'Gaussians':>9}")
     for r in result["rows"]:
         d = f"{r['masked_psnr'] - base['masked_psnr']:+7.2f}" if base else "      -"
-        print(f"{r['row']:<10} {r['psnr']:6.2f} {r['ssim']:6.3f} {r['masked_psnr']:9.2f} {d} {r['gaussians']:9d}")
+        print(f"{r['row']:<{width}} {r['psnr']:6.2f} {r['ssim']:6.3f} {r['masked_psnr']:9.2f} {d} {r['gaussians']:9d}")
     return result
