@@ -177,33 +177,42 @@ class Render:
 
     run_dir: Positional[Path]
     """Run folder written by `splat4d fit`, or a .s4d bitstream."""
-    path: Literal["test", "orbit", "spiral"] = "orbit"
-    """Camera path: the test cameras (with their times), an orbit, or a spiral."""
+    path: Literal["test", "orbit", "spiral", "bullet", "fixed"] = "orbit"
+    """Camera path: the test cameras (with their times), an orbit or a spiral (time sweeping 0 -> 1), bullet
+    (an orbit at a frozen --time, 0.5 by default) or fixed (training camera --camera, time running)."""
     out: Path = Path("render.mp4")
     """Output video."""
     time: Optional[float] = None
     """Freeze time at this value in [0, 1] instead of sweeping."""
     frames: int = 120
-    """Frames of an orbit or spiral."""
+    """Frames of an orbit, spiral, bullet or fixed path."""
     fps: int = 24
     """Frames per second of the video."""
     side_by_side: bool = False
-    """With --path test: show the ground truth beside each render."""
+    """With --path test: ground truth | render | error map (mean |render - truth| x 4) in each frame."""
+    camera: int = 0
+    """With --path fixed: which training camera (0 = the first)."""
 
     def validate(self) -> None:
+        from splat4d.videos import PATHS
+
         cc.check_path("RUN_DIR", self.run_dir)
-        cc.check_choice("--path", self.path, ("test", "orbit", "spiral"))
+        cc.check_choice("--path", self.path, PATHS)
         cc.check_output_file("--out", self.out)
         if self.time is not None:
             cc.check_float("--time", self.time, 0, 1)
         cc.check_int("--frames", self.frames, 1)
         cc.check_int("--fps", self.fps, 1, 1000)
         cc.check_bool("--side-by-side", self.side_by_side)
+        cc.check_int("--camera", self.camera, 0)
+        if self.side_by_side and self.path != "test":
+            raise ConfigError("--side-by-side needs --path test (other paths have no ground truth)")
 
     def run(self) -> int:
         from splat4d.commands import render_run
 
-        render_run(self.run_dir, self.path, self.out, self.time, self.frames, self.fps, self.side_by_side)
+        render_run(self.run_dir, self.path, self.out, self.time, self.frames, self.fps, self.side_by_side,
+                   self.camera)
         return 0
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from splat4d.cameras import Cameras
 from splat4d.errors import ConfigError
 from splat4d.train.evaluate import evaluate
 from splat4d.train.run import load_run, run_data_config, write_metrics
@@ -72,55 +70,9 @@ def eval_run(run: Path, data: str | None, scale: float | None, out: Path | None,
     return result
 
 
-def path_cameras(scene, kind: str, frames: int) -> Cameras:
-    """Orbit or spiral around the scene centre at the training cameras' mean distance and elevation."""
-    train = scene.cameras("train")
-    bounds = scene.bounds.float()
-    centre = (bounds[0] + bounds[1]) / 2
-    up = torch.tensor(scene.up, dtype=torch.float32)
-    up = up / up.norm()
-    offs = train.centers.float() - centre
-    radius = float(offs.norm(dim=-1).mean())
-    elev = float(torch.rad2deg(torch.asin((offs @ up / offs.norm(dim=-1)).clamp(-1, 1))).mean())
-    fov = math.degrees(float(train.fov_x.mean()))
-    kw = dict(target=centre.tolist(), up=up.tolist(), fov_deg=fov, width=train.width, height=train.height)
-    if kind == "orbit":
-        return Cameras.orbit(frames, radius, elevation_deg=elev, **kw)
-    if kind == "spiral":
-        return Cameras.spiral(frames, radius, elevation_range_deg=(elev - 15, elev + 15), **kw)
-    raise ConfigError(f"unknown camera path {kind!r}; choose test, orbit or spiral")
-
-
-@torch.no_grad()
-def render_video(method, scene, path: str, out: Path, time: float | None = None, frames: int = 120, fps: int = 24,
-                 side_by_side: bool = False) -> Path:
-    """Render a camera path into an mp4; time sweeps 0 -> 1 along it unless `time` is fixed.
-    The test path uses the test views' own cameras and times, and can show the ground truth beside."""
-    from splat4d.io.images import side_by_side as sbs
-    from splat4d.io.video import write_video
-    from splat4d.train.evaluate import eval_split
-
-    device = method.device
-    bg = torch.tensor(scene.background, dtype=torch.float32, device=device)
-    images = []
-    if path == "test":
-        split = eval_split(scene)
-        views = sorted(scene.split(split), key=lambda v: (v.cam_id, v.time))
-        cams = scene.cameras(split)
-        order = {id(v): i for i, v in enumerate(scene.split(split))}
-        for v in views:
-            t = v.time if time is None else time
-            img = method.render(cams[order[id(v)]].to(device), float(t), bg).rgb[0].clamp(0, 1).cpu()
-            images.append(sbs(img, scene.image(v)) if side_by_side else img)
-    else:
-        cams = path_cameras(scene, path, frames).to(device)
-        for i in range(len(cams)):
-            t = time if time is not None else i / max(len(cams) - 1, 1)
-            images.append(method.render(cams[i], float(t), bg).rgb[0].clamp(0, 1).cpu())
-    return write_video(out, images, fps=fps)
-
-
-def render_run(run: Path, path: str, out: Path, time: float | None, frames: int, fps: int, side_by_side: bool) -> Path:
+def render_run(run: Path, path: str, out: Path, time: float | None, frames: int, fps: int, side_by_side: bool,
+               camera: int = 0) -> Path:
+    from splat4d.videos import render_video
     from splat4d.data import load_scene
     from splat4d.data.scene import select_cameras
 
@@ -128,7 +80,7 @@ def render_run(run: Path, path: str, out: Path, time: float | None, frames: int,
     d = run_data_config(config, run)
     scene = load_scene(d.path, scale=d.scale, background=d.background, format=d.format)
     scene = type(method).prepare_scene(select_cameras(scene, d.train_cameras), method.cfg)
-    written = render_video(method, scene, path, out, time, frames, fps, side_by_side)
+    written = render_video(method, scene, path, out, time, frames, fps, side_by_side, camera)
     print(f"wrote {written}")
     return written
 

@@ -6,7 +6,8 @@ import shutil
 import time
 from pathlib import Path
 
-from splat4d.commands import print_metrics, render_video
+from splat4d.commands import print_metrics
+from splat4d.videos import render_video
 from splat4d.methods.base import get_method
 from splat4d.train.run import DataConfig, fit, load_run
 from splat4d.train.trainer import TrainConfig

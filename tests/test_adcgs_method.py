@@ -187,3 +187,25 @@ def test_a_saved_model_loads_under_other_width_defaults(scene):
     loaded = cls.empty(cfg, m.state_dict())
     loaded.load_state_dict(m.state_dict())
     assert (cfg.entropy_hidden, cfg.coarse_pe_freqs) == (16, 2)
+
+
+def test_time_table_rows_follow_the_capture(scene):
+    """One row per frame when every camera sees every frame; one per two frames in a monocular capture,
+    so no held-out frame reads a row no training view ever read."""
+    from splat4d.data.synthetic import load_synthetic
+
+    cls = get_method("adcgs")
+    cfg = _cfg()
+    m = cls.from_scene(scene, cfg)
+    assert cfg.time_rows == m.field.time_table.frames == scene.num_frames  # resolved in place for config.yaml
+    mono = load_synthetic("tiny", schedule="monocular", num_cameras=6, num_frames=16, test_every=4)
+    cfg = _cfg()
+    m = cls.from_scene(mono, cfg)
+    assert cfg.time_rows == m.field.time_table.frames == 8
+    rows = m.field.time_table.frames - 1
+    train = torch.tensor([float(v.time) for v in mono.split("train")]) * rows
+    assert all  # every row lies within a row's distance of a training time, so training reaches it((train - k).abs().min() < 1.0 for k in range(rows + 1))
+    fixed = _cfg(time_rows=5)
+    assert cls.from_scene(mono, fixed).field.time_table.frames == 5
+    with pytest.raises(Exception, match="time_smooth"):
+        _cfg(time_smooth=-1.0).validate()

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import ENV, SPLAT4D
@@ -173,7 +174,32 @@ def test_render_test_path_side_by_side(run, tmp_path, capsys):
     out = tmp_path / "test.mp4"
     assert main(["render", str(run), "--path", "test", "--side-by-side", "--fps", "4", "--out", str(out)]) == 0
     video = read_video(out)
-    assert video.shape[0] == 4 and video.shape[2] >= 64  # 4 test views, render | ground truth
+    assert video.shape[0] == 4 and video.shape[2] == 3 * 32 + 2 * 2  # 4 test views: truth | render | error
+    truth, render, error = video[0, :32, :32], video[0, :32, 34:66], video[0, :32, 68:100]
+    assert truth.max() > 0 and render.max() > 0
+    # the error panel is dark where render and truth agree (the codec blurs a little: compare coarsely)
+    close = (np.abs(truth.astype(int) - render.astype(int)).mean(-1) < 4)
+    assert error[close].mean() < 40
+
+
+def test_render_bullet_freezes_time_and_fixed_holds_the_camera(run, tmp_path, capsys):
+    from splat4d.data import load_scene
+    from splat4d.videos import path_cameras, path_times
+
+    scene = load_scene("synthetic:tiny")
+    bullet, fixed = path_cameras(scene, "bullet", 3), path_cameras(scene, "fixed", 3, camera=1)
+    assert not torch.equal(bullet.viewmats[0], bullet.viewmats[1])
+    assert torch.equal(fixed.viewmats[0], fixed.viewmats[2])
+    assert path_times("bullet", 3, None) == [0.5] * 3 and path_times("bullet", 3, 0.2) == [0.2] * 3
+    assert path_times("fixed", 3, None) == [0.0, 0.5, 1.0]
+    out = tmp_path / "fixed.mp4"
+    assert main(["render", str(run), "--path", "fixed", "--camera", "1", "--frames", "3", "--out", str(out)]) == 0
+    video = read_video(out)
+    assert video.shape[0] == 3 and not (video[0] == video[2]).all()  # the scene moves under a still camera
+    assert main(["render", str(run), "--path", "orbit", "--side-by-side", "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "--side-by-side needs --path test" in capsys.readouterr().err
+    assert main(["render", str(run), "--path", "fixed", "--camera", "9", "--out", str(tmp_path / "y.mp4")]) == 2
+    assert "out of range" in capsys.readouterr().err and not (tmp_path / "y.mp4").exists()
 
 
 def test_export_ply_frames(run, tmp_path, capsys):

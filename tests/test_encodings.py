@@ -95,3 +95,21 @@ def test_mlp_zero_output_init_still_learns():
     assert torch.all(m(x) == 0)
     (m(x) - 1).square().sum().backward()
     assert m.out_layer.weight.grad.abs().sum() > 0
+
+
+def test_time_table_smooth_init_correlates_neighbouring_rows():
+    torch.manual_seed(0)
+    white = TimeTable(frames=60, dim=256, init_std=1.0).table.detach()
+    torch.manual_seed(0)
+    smooth = TimeTable(frames=60, dim=256, init_std=1.0, init_smooth=3.0).table.detach()
+
+    def neighbour_corr(z):
+        a, b = z[:-1] - z.mean(0), z[1:] - z.mean(0)
+        return float((a * b).sum() / (a.norm() * b.norm()))
+
+    assert abs(neighbour_corr(white)) < 0.1
+    assert neighbour_corr(smooth) > 0.9  # a Gaussian blur of sigma 3 rows: exp(-1/36) ~ 0.97
+    assert torch.allclose(smooth.std(0), torch.ones(256), atol=1e-4)  # the spread is kept per column
+    assert TimeTable(frames=2, dim=4, init_smooth=5.0).table.isfinite().all()
+    with pytest.raises(ValueError):
+        TimeTable(frames=4, dim=4, init_smooth=-1.0)

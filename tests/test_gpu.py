@@ -51,7 +51,7 @@ def test_fit_densify_resume_eval_render_on_cuda(name, tmp_path, monkeypatch):
 
     method, _, _ = load_run(out, device="cuda")
     assert method.gaussians.means.is_cuda
-    from splat4d.commands import render_video
+    from splat4d.videos import render_video
     from splat4d.data import load_scene
 
     video = render_video(method, load_scene("synthetic:tiny"), "orbit", tmp_path / "orbit.mp4", frames=8)

@@ -44,6 +44,22 @@ def positional_encoding_dim(in_dim: int, num_freqs: int, include_input: bool = T
     return in_dim * (int(include_input) + 2 * num_freqs)
 
 
+def smooth_rows(table: Tensor, sigma: float) -> Tensor:
+    """[rows, dim] blurred along the rows by a Gaussian of `sigma` rows (edges reflected), each column
+    rescaled to zero mean and unit std."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=table.dtype)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).view(1, 1, -1)
+    cols = table.t()[:, None, :]  # [dim, 1, rows]
+    pad = min(radius, table.shape[0] - 1)
+    cols = nn.functional.pad(cols, (pad, pad), mode="reflect") if pad > 0 else cols
+    cols = nn.functional.pad(cols, (radius - pad, radius - pad), mode="replicate")
+    out = nn.functional.conv1d(cols, kernel)[:, 0].t()  # [rows, dim]
+    out = out - out.mean(0, keepdim=True)
+    return out / out.std(0, keepdim=True).clamp_min(1e-8)
+
+
 class TimeTable(nn.Module):
     """Learnable time embedding: table Z [frames, dim] read at t in [0, 1] by 1-D linear interpolation.
 
@@ -54,14 +70,23 @@ class TimeTable(nn.Module):
         frames: number of rows (>= 1).
         dim: embedding width.
         init_std: rows start as N(0, init_std^2); 0 gives zeros.
+        init_smooth: correlation length of the initial rows in rows (0: independent rows): white noise
+            blurred along the rows with a Gaussian of this sigma, then scaled back to init_std per column, so
+            neighbouring rows (and the times read between them) start alike.
     """
 
-    def __init__(self, frames: int, dim: int, init_std: float = 0.1, device: torch.device | str | None = None):
+    def __init__(self, frames: int, dim: int, init_std: float = 0.1, device: torch.device | str | None = None,
+                 init_smooth: float = 0.0):
         super().__init__()
         if frames < 1 or dim < 1:
             raise ValueError(f"frames and dim must be >= 1, got frames={frames} dim={dim}")
+        if init_smooth < 0:
+            raise ValueError(f"init_smooth must be >= 0, got {init_smooth}")
         self.frames, self.dim = int(frames), int(dim)
-        self.table = nn.Parameter(torch.randn(self.frames, self.dim, device=device) * init_std)  # [frames, dim]
+        table = torch.randn(self.frames, self.dim)  # [frames, dim]
+        if init_smooth > 0 and self.frames > 1:
+            table = smooth_rows(table, init_smooth)
+        self.table = nn.Parameter((table * init_std).to(device))
 
     def forward(self, t: Tensor | float) -> Tensor:
         """t: scalar or [...] in [0, 1] -> [..., dim] (scalar -> [dim])."""

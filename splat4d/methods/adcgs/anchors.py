@@ -69,6 +69,7 @@ class AnchorDims:
     hidden: int = 32  # width of the residual MLPs
     deform_hidden: int = 64  # width of the coarse and fine deformation networks
     coarse_pe_freqs: int = 0  # positional encoding of X_v / extent as a further coarse-net input (0: eq. 2)
+    time_smooth: float = 0.0  # correlation length of the time table's initial rows (rows; 0: independent)
 
 
 class ResidualMLP(nn.Module):
@@ -143,7 +144,7 @@ class AnchorField(nn.Module):
             self.theta.out.weight[13].zero_()
             self.theta.skip.weight[13].zero_()
             self.theta.out.bias[13] = math.log(INIT_OPACITY / (1.0 - INIT_OPACITY))
-        self.time_table = TimeTable(dims.time_rows, dims.time_dim, init_std=TIME_TABLE_STD)
+        self.time_table = TimeTable(dims.time_rows, dims.time_dim, init_std=TIME_TABLE_STD, init_smooth=dims.time_smooth)
         self.time_net = MLP(dims.time_dim, dims.f_t, dims.f_t, 0)  # F_s
         coarse_pe = positional_encoding_dim(3, dims.coarse_pe_freqs, include_input=False)
         self.coarse = ResidualMLP(dims.f_v + coarse_pe + dims.f_t, dims.deform_hidden, 9, zero_out=True)  # dX, dSigma, dC

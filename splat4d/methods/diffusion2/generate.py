@@ -172,7 +172,7 @@ def generate(run: Path, video_model, multiview_model, image: Optional[Path] = No
 
 
 def render_orbit(fit_dir: Path, out: Path, frames: int, fps: int) -> Path:
-    from splat4d.commands import render_video
+    from splat4d.videos import render_video
     from splat4d.data import load_scene
     from splat4d.train.run import load_run, run_data_config
 
