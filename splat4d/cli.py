@@ -218,12 +218,15 @@ class Render:
 
 @dataclass
 class Export:
-    """Export per-frame 3D Gaussians as 3DGS PLY files (any 3DGS viewer opens them)."""
+    """Export per-frame 3D Gaussians as 3DGS PLY files (any 3DGS viewer opens them), or a sequence as npz."""
 
     run_dir: Positional[Path]
-    """Run folder written by `splat4d fit`, or a .s4d bitstream."""
+    """Run folder written by `splat4d fit`, a .s4d bitstream or a baked 4K4D folder."""
     out: Path = Path("export")
-    """A .ply file (one time) or a folder (several)."""
+    """ply: a .ply file (one time) or a folder (several); npz: the archive to write."""
+    format: Literal["ply", "npz"] = "ply"
+    """ply: one standard 3DGS PLY per time (coloured points for 4K4D); npz: the whole sequence in one
+    compressed archive (`splat4d.io.sequence`)."""
     times: tuple[float, ...] = (0.0,)
     """Times in [0, 1] to export."""
     frames: int = 0
@@ -233,7 +236,12 @@ class Export:
         cc.check_path("RUN_DIR", self.run_dir)
         cc.check_floats("--times", self.times, 0, 1)
         cc.check_int("--frames", self.frames, 0)
-        if len(self.export_times()) == 1 and Path(self.out).suffix == ".ply":
+        cc.check_choice("--format", self.format, ("ply", "npz"))
+        if self.format == "npz":
+            if Path(self.out).suffix != ".npz":
+                raise ConfigError(f"--out must end in .npz with --format npz, got {self.out}")
+            cc.check_output_file("--out", self.out)
+        elif len(self.export_times()) == 1 and Path(self.out).suffix == ".ply":
             cc.check_output_file("--out", self.out)
         else:
             cc.check_output_dir("--out", self.out)
@@ -244,7 +252,7 @@ class Export:
     def run(self) -> int:
         from splat4d.commands import export_run
 
-        export_run(self.run_dir, self.out, self.export_times())
+        export_run(self.run_dir, self.out, self.export_times(), self.format)
         return 0
 
 

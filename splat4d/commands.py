@@ -92,25 +92,37 @@ def visible_gaussians(g: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def export_run(run: Path, out: Path, times: list[float]) -> list[Path]:
-    """Per-frame 3DGS PLY files of the model deformed to each time (one file, or a folder of them). Gaussians
-    too faint at that time to draw a pixel (opacity < 1/255, the rasterizer's cut-off; e.g. those a temporal
-    opacity shows at other times only) are left out. Point methods (fourk4d, baked or not) write coloured
-    point clouds instead (`colored_points_at`)."""
+def export_run(run: Path, out: Path, times: list[float], fmt: str = "ply") -> list[Path]:
+    """Per-frame 3DGS PLY files of the model deformed to each time (one file, or a folder of them), or with
+    `fmt` "npz" one archive of the whole sequence (`splat4d.io.sequence`). Gaussians too faint at that time
+    to draw a pixel (opacity < 1/255, the rasterizer's cut-off; e.g. those a temporal opacity shows at other
+    times only) are left out. Point methods (fourk4d, baked or not) write coloured point clouds instead
+    (`colored_points_at`)."""
     from splat4d.io.ply import save_gaussians_ply, save_points_ply
+    from splat4d.io.sequence import save_sequence_npz
 
     method, _, _ = load_run(run)
     if not hasattr(method, "gaussians_at") and not hasattr(method, "colored_points_at"):
         raise ConfigError(f"method {method.name!r} has no per-frame Gaussians or points to export")
-    out = Path(out)
-    paths = []
-    for i, t in enumerate(times):
-        p = out if len(times) == 1 and out.suffix == ".ply" else out / f"frame_{i:04d}_t{t:.4f}.ply"
-        if hasattr(method, "gaussians_at"):
-            g = visible_gaussians(method.gaussians_at(float(t)))
-            paths.append(save_gaussians_ply(p, g["means"], g["quats"], g["scales"], g["opacities"], g["sh"]))
+    gaussians = hasattr(method, "gaussians_at")
+    frames = []
+    for t in times:
+        if gaussians:
+            frames.append(visible_gaussians(method.gaussians_at(float(t))))
         else:  # point methods (fourk4d): coloured points of the frame nearest t
             xyz, rgb = method.colored_points_at(float(t))
-            paths.append(save_points_ply(p, xyz, rgb))
+            frames.append({"xyz": xyz, "rgb": rgb})
+    out = Path(out)
+    if fmt == "npz":
+        paths = [save_sequence_npz(out, "gaussians" if gaussians else "points", times, frames)]
+        print(f"wrote {len(times)} frame(s) to {out}")
+        return paths
+    paths = []
+    for i, (t, f) in enumerate(zip(times, frames)):
+        p = out if len(times) == 1 and out.suffix == ".ply" else out / f"frame_{i:04d}_t{t:.4f}.ply"
+        if gaussians:
+            paths.append(save_gaussians_ply(p, f["means"], f["quats"], f["scales"], f["opacities"], f["sh"]))
+        else:
+            paths.append(save_points_ply(p, f["xyz"], f["rgb"]))
     print(f"wrote {len(paths)} PLY file(s) to {out}")
     return paths
