@@ -257,6 +257,53 @@ class Export:
 
 
 @dataclass
+class Compare:
+    """Fit several methods on one capture (or take finished runs) and compare them on the same test views."""
+
+    data: str = "synthetic:default"
+    """Dataset folder, or synthetic / synthetic:NAME."""
+    scale: float = 1.0
+    """Resolution scale of images and cameras."""
+    methods: tuple[str, ...] = ()
+    """Methods to fit with their default settings, space- or comma-separated (into OUT/runs/NAME; a finished
+    fit there is reused)."""
+    runs: tuple[Path, ...] = ()
+    """Finished runs to score as they are: run folders, .s4d bitstreams, baked 4K4D folders."""
+    iters: int = 3000
+    """Training iterations of each fitted method."""
+    out: Path = Path("compare")
+    """Folder for table.md, table.json, grid.png, rd.png and runs/."""
+    lpips_weights: Optional[str] = None
+    """LPIPS weights file (default: $SPLAT4D_LPIPS_WEIGHTS; without them LPIPS is "unavailable")."""
+
+    def validate(self) -> None:
+        from splat4d.methods.base import available_methods
+
+        cc.check_float("--scale", self.scale, 0, lo_open=True)
+        cc.check_int("--iters", self.iters, 1)
+        self.methods = tuple(m for item in self.methods for m in str(item).split(",") if m)
+        for m in self.methods:
+            cc.check_choice("--methods", m, available_methods())
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"--methods names a method twice: {', '.join(self.methods)}")
+        for r in self.runs:
+            cc.check_path("--runs", r)
+            if not Path(r).exists():
+                raise ConfigError(f"--runs {r} does not exist")
+        if not self.methods and not self.runs:
+            raise ConfigError("nothing to compare: give --methods and/or --runs")
+        cc.check_output_dir("--out", self.out)
+
+    def run(self) -> int:
+        from splat4d.compare import compare
+        from splat4d.train.run import DataConfig
+
+        compare(DataConfig(self.data, self.scale), list(self.methods), list(self.runs), self.iters, self.out,
+                self.lpips_weights)
+        return 0
+
+
+@dataclass
 class Compress:
     """Write an adcgs run as a .s4d bitstream (entropy-coded anchors, Draco positions, networks)."""
 
@@ -316,6 +363,7 @@ COMMANDS: dict[str, type | str | None] = {
     "eval": Eval,
     "render": Render,
     "export": Export,
+    "compare": Compare,
     "compress": Compress,
     "decompress": Decompress,
     "carve": "splat4d.cli_fourk4d:Carve",  # imported on use (torch)
