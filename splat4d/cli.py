@@ -257,6 +257,31 @@ class Export:
 
 
 @dataclass
+class View:
+    """Web viewer of a run, a .s4d bitstream or a baked 4K4D model: time slider, play, camera jumps."""
+
+    run_dir: Positional[Path]
+    """Run folder written by `splat4d fit`, a .s4d bitstream or a baked 4K4D folder."""
+    host: str = "127.0.0.1"
+    """Address to bind (0.0.0.0 serves other machines too)."""
+    port: int = 8080
+    """Port to serve on."""
+    max_size: int = 512
+    """Longer side, in pixels, of the images splat4d renders for the browser."""
+
+    def validate(self) -> None:
+        cc.check_path("RUN_DIR", self.run_dir)
+        cc.check_int("--port", self.port, 1, 65535)
+        cc.check_int("--max-size", self.max_size, 16, 4096)
+
+    def run(self) -> int:
+        from splat4d.viewer import import_viser, serve
+
+        import_viser()  # a missing extra is named before the model loads
+        return serve(self.run_dir, self.host, self.port, self.max_size)
+
+
+@dataclass
 class Compare:
     """Fit several methods on one capture (or take finished runs) and compare them on the same test views."""
 
@@ -364,6 +389,7 @@ COMMANDS: dict[str, type | str | None] = {
     "render": Render,
     "export": Export,
     "compare": Compare,
+    "view": View,
     "compress": Compress,
     "decompress": Decompress,
     "carve": "splat4d.cli_fourk4d:Carve",  # imported on use (torch)
