@@ -21,6 +21,7 @@ import torch
 
 from splat4d.cameras import Cameras
 from splat4d.errors import ConfigError
+from splat4d.render.projection import covariances, quat_to_rotmat
 
 MODES = ("splat4d", "viser splats")
 SH_C0 = 0.28209479177387814
@@ -34,19 +35,12 @@ def import_viser():
     return viser
 
 
-def quat_to_matrix(wxyz) -> np.ndarray:
-    w, x, y, z = (float(v) for v in wxyz)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
-
-
 def camera_from_view(wxyz, position, fov_y: float, aspect: float, max_size: int) -> Cameras:
     """A splat4d camera for a browser view: `wxyz`/`position` place the camera in the world (OpenCV axes,
     as viser's), `fov_y` is the vertical field of view; the image's longer side is `max_size` pixels."""
     w, h = (max_size, max(1, round(max_size / aspect))) if aspect >= 1 else (max(1, round(max_size * aspect)), max_size)
     c2w = np.eye(4)
-    c2w[:3, :3] = quat_to_matrix(wxyz)
+    c2w[:3, :3] = quat_to_rotmat(torch.as_tensor(np.asarray(wxyz, dtype=np.float64))).numpy()
     c2w[:3, 3] = np.asarray(position, dtype=np.float64)
     f = 0.5 * h / math.tan(0.5 * fov_y)
     viewmat = torch.from_numpy(np.linalg.inv(c2w)).float()
@@ -68,10 +62,7 @@ def splats_at(method, t: float) -> dict[str, np.ndarray]:
 
     with torch.no_grad():
         g = visible_gaussians(method.gaussians_at(float(t)))
-    q = torch.nn.functional.normalize(g["quats"].float(), dim=-1).cpu().numpy()
-    R = np.stack([quat_to_matrix(v) for v in q]) if len(q) else np.zeros((0, 3, 3))
-    S = g["scales"].float().cpu().numpy()
-    cov = np.einsum("nij,nj,nkj->nik", R, S ** 2, R)
+    cov = covariances(g["quats"].float(), g["scales"].float()).cpu().numpy()
     rgb = np.clip(SH_C0 * g["sh"][:, 0].float().cpu().numpy() + 0.5, 0, 1)
     return {"centers": g["means"].float().cpu().numpy(), "covariances": cov.astype(np.float32),
             "rgbs": rgb.astype(np.float32), "opacities": g["opacities"].float().cpu().numpy()[:, None]}
@@ -223,8 +214,9 @@ class Viewer:
                         clients[cid].scene.set_background_image(self.render_client(clients[cid]), format="jpeg")
                         self.rendered += 1
             elapsed = now - self._rate_start
-            if elapsed >= 1.0:
-                self.readout.value = f"{self.rendered / elapsed:.1f}"
+            if elapsed >= 1.0:  # renders per second over the last second (kept while nothing changes)
+                if self.rendered:
+                    self.readout.value = f"{self.rendered / elapsed:.1f}"
                 self.rendered, self._rate_start = 0, now
             time.sleep(0.005)
 

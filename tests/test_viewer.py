@@ -39,6 +39,26 @@ def test_browser_camera_round_trips_a_training_camera():
     assert (wide.width, wide.height) == (100, 50)
 
 
+def test_browser_splats_are_the_visible_gaussians_at_t():
+    from splat4d.commands import visible_gaussians
+    from splat4d.methods.base import get_method
+    from splat4d.viewer import splats_at
+
+    scene = load_scene("synthetic:tiny")
+    cls = get_method("deformable")
+    m = cls.from_scene(scene, cls.Config(max_init_points=300, foreground_init_points=100, grid_resolution=(8, 8, 8),
+                                         multires=(1,), grid_dim=8, width=16))
+    s = splats_at(m, 0.5)
+    g = visible_gaussians(m.gaussians_at(0.5))
+    n = len(g["means"])
+    assert s["centers"].shape == (n, 3) and s["covariances"].shape == (n, 3, 3) and s["opacities"].shape == (n, 1)
+    np.testing.assert_allclose(s["centers"], g["means"].detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(s["covariances"], np.swapaxes(s["covariances"], 1, 2), atol=1e-9)
+    assert (np.linalg.eigvalsh(s["covariances"].astype(np.float64)) > 0).all()
+    want = np.clip(0.28209479177387814 * g["sh"][:, 0].detach().numpy() + 0.5, 0, 1)
+    np.testing.assert_allclose(s["rgbs"], want, atol=1e-6)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,14 +66,15 @@ def _free_port() -> int:
 
 
 def _scene_pixels(page) -> np.ndarray:
-    """The page as an array, without the GUI panel (top right) and the notices (top left)."""
+    """The page as an array, without the GUI panel (top right), the notices (top left) and the axes gizmo
+    (bottom left): only the scene's own pixels."""
     from io import BytesIO
 
     from PIL import Image
 
     img = np.asarray(Image.open(BytesIO(page.screenshot())).convert("RGB")).astype(np.float64)
     h, w, _ = img.shape
-    return img[h // 3:, : w * 3 // 5]
+    return img[h // 3: h - 90, 90: w * 3 // 5]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is absent (Debian: apt-get install chromium)")
@@ -85,10 +106,13 @@ def test_viewer_in_headless_chromium(tmp_path):
             page = browser.new_page(viewport={"width": 900, "height": 600})
             page.goto(f"http://127.0.0.1:{port}")
             page.wait_for_selector("canvas", timeout=30000)
-            first = _wait_for_image(page, lambda img: img.std() > 5.0)
+            first = _wait_for_image(page, lambda img: img.std() > 5.0, timeout=60.0)
             assert first.std() > 5.0, "the canvas stayed blank"
             shot = os.environ.get("SPLAT4D_VIEWER_SCREENSHOT")
             if shot:
+                for close in page.locator(".mantine-Notification-closeButton").all():
+                    close.click()  # the "software WebGL" notice
+                time.sleep(1.5)
                 page.screenshot(path=shot)
             slider = page.get_by_role("slider").first
             slider.focus()
