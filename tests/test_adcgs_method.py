@@ -209,3 +209,17 @@ def test_time_table_rows_follow_the_capture(scene):
     assert cls.from_scene(mono, fixed).field.time_table.frames == 5
     with pytest.raises(Exception, match="time_smooth"):
         _cfg(time_smooth=-1.0).validate()
+
+
+def test_dynamic_init_fraction_moves_part_of_the_ray_anchors(scene):
+    from splat4d.data.synthetic import load_synthetic
+
+    moving = load_synthetic("tiny", num_frames=6)
+    cls = get_method("adcgs")
+    base = cls.from_scene(moving, _cfg(foreground_init_anchors=20))
+    dyn = cls.from_scene(moving, _cfg(foreground_init_anchors=20, dynamic_init_fraction=0.5))
+    assert len(base.field) == len(dyn.field)
+    tail = slice(len(base.field) - 10, None)  # the ray anchors come last; half of them now on moving pixels
+    assert not torch.equal(base.field.anchors[tail], dyn.field.anchors[tail])
+    with pytest.raises(Exception, match="dynamic_init_fraction"):
+        _cfg(dynamic_init_fraction=1.5).validate()

@@ -79,3 +79,20 @@ def test_time_resolution_follows_the_capture():
     assert auto_time_resolution(150, 1.0) == 75  # monocular: a knot per two frames
     assert auto_time_resolution(1000, 20.0) == MAX_TIME_RESOLUTION
     assert auto_time_resolution(1, 1.0) == 2
+
+
+def test_dynamic_rays_find_what_moves_under_a_fixed_camera():
+    from splat4d.data.foreground import dynamic_rays
+    from splat4d.data.synthetic import load_synthetic
+
+    moving = load_synthetic("tiny", num_frames=6)
+    rays = dynamic_rays(moving)
+    assert rays is not None and len(rays.origins) > 0 and rays.pixels_per_view > 0
+    train_times = torch.tensor([float(v.time) for v in moving.split("train")])
+    assert ((rays.times[:, None] - train_times[None]).abs().min(1).values < 1e-6).all()
+    torch.testing.assert_close(rays.dirs.norm(dim=-1), torch.ones(len(rays.dirs)), atol=1e-5, rtol=0)
+    still = dynamic_rays(load_synthetic("tiny", num_frames=6, speed=0.0))
+    assert still is not None and len(still.origins) == 0  # nothing changes, nothing is dynamic
+    # a monocular schedule: no camera sees 3 frames, so there is no fixed background to compare with
+    mono = load_synthetic("tiny", schedule="monocular", num_cameras=64, num_frames=16, test_every=4)
+    assert dynamic_rays(mono) is None

@@ -65,6 +65,51 @@ def foreground_rays(scene, max_views: int = 64, max_rays_per_view: int = 20000,
     return ForegroundRays(o, d, c, torch.cat(times), total / max(len(pick), 1))
 
 
+def dynamic_rays(scene, max_cameras: int = 16, max_frames: int = 16, max_rays_per_view: int = 5000,
+                 threshold: float = FOREGROUND_THRESHOLD) -> ForegroundRays | None:
+    """Rays through the pixels where a fixed camera sees something change: for each of up to `max_cameras`
+    training cameras with at least 3 training frames, the pixels of up to `max_frames` of its frames that
+    differ from that camera's per-pixel median over them by more than `threshold` (moving content at the
+    frame's time). None when no camera sees 3 frames from one pose (monocular captures: every view is a new
+    camera).
+    `pixels_per_view` is the mean count of changed pixels per frame."""
+    by_cam: dict[int, list] = {}
+    for v in scene.split("train"):
+        by_cam.setdefault(v.cam_id, []).append(v)
+    cams = sorted(c for c, vs in by_cam.items() if len(vs) >= 3)
+    if not cams:
+        return None
+    cams = [cams[i] for i in np.unique(np.linspace(0, len(cams) - 1, min(max_cameras, len(cams))).round().astype(int))]
+    origins, dirs, cols, times = [torch.zeros(0, 3)], [torch.zeros(0, 3)], [torch.zeros(0, 3)], [torch.zeros(0)]
+    total, frames = 0, 0
+    for c in cams:
+        views = sorted(by_cam[c], key=lambda v: v.time)
+        views = [views[i] for i in np.unique(np.linspace(0, len(views) - 1, min(max_frames, len(views))).round().astype(int))]
+        mats = torch.stack([scene.camera(v).viewmats[0] for v in views])
+        if not torch.allclose(mats, mats[:1].expand_as(mats), atol=1e-5):
+            continue  # one id, several poses (a moving camera): no fixed background to compare with
+        stack = np.stack([scene.image_uint8(v) for v in views])  # [F, H, W, 3] uint8
+        median = np.median(stack, axis=0)
+        o, d = scene.camera(views[0]).pixel_rays()  # [1, H, W, 3], the camera is fixed
+        for v, rgb in zip(views, stack):
+            ys, xs = np.nonzero(np.abs(rgb.astype(np.float32) - median).max(-1) > threshold * 255.0)
+            total, frames = total + len(ys), frames + 1
+            if len(ys) > max_rays_per_view:
+                keep = np.linspace(0, len(ys) - 1, max_rays_per_view).round().astype(int)
+                ys, xs = ys[keep], xs[keep]
+            if len(ys) == 0:
+                continue
+            yx = torch.from_numpy(ys), torch.from_numpy(xs)
+            origins.append(o[0][yx].float())
+            dirs.append(d[0][yx].float())
+            cols.append(torch.from_numpy(rgb[ys, xs].astype(np.float32) / 255.0))
+            times.append(torch.full((len(ys),), float(v.time)))
+    if frames == 0:
+        return None
+    return ForegroundRays(torch.cat(origins), torch.cat(dirs), torch.cat(cols), torch.cat(times),
+                          total / frames)
+
+
 def points_on_rays(rays: ForegroundRays, bounds: Tensor, n: int,
                    generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """n points at uniform depths inside the box `bounds` [2, 3] on rays drawn uniformly from `rays`, with

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from splat4d.cameras import Cameras
 from splat4d.config_checks import check_bool, check_choice, check_float, check_int, check_positive_lrs
-from splat4d.data.foreground import FOREGROUND_THRESHOLD, foreground_rays
+from splat4d.data.foreground import FOREGROUND_THRESHOLD, dynamic_rays, foreground_rays
 from splat4d.methods.adcgs.anchors import AnchorDims, AnchorField
 from splat4d.methods.adcgs.entropy_model import EntropyDims, EntropyModel
 from splat4d.methods.adcgs.refine import AnchorRefiner
@@ -84,6 +84,12 @@ class ADCGSConfig:
     """Anchors (temporal opacity only) at random depths on rays through training pixels that differ from the
     background, centred at their view's time (`splat4d.data.foreground`): every time step starts with
     anchors where something was seen then (0: none; at most half of max_init_anchors)."""
+    dynamic_init_fraction: float = 0.0
+    """Fraction of the foreground anchors placed on rays through pixels that change under a fixed camera
+    (`data.foreground.dynamic_rays`: each camera's frames against their per-pixel median), at their frame's
+    time; the rest on rays through pixels that differ from the background. On a capture whose floor is not
+    the background colour, the foreground rays fall mostly on the floor and the moving objects got almost no
+    anchors. No effect where no camera sees three frames from one pose."""
     lr_t_means: float = 1e-3
     """Learning rate of the anchors' temporal centres."""
     lr_t_scales: float = 5e-3
@@ -178,6 +184,7 @@ class ADCGSConfig:
         check_int(f"{prefix}.foreground_init_anchors", self.foreground_init_anchors, 0)
         check_int(f"{prefix}.time_rows", self.time_rows, 0)
         check_float(f"{prefix}.time_smooth", self.time_smooth, 0)
+        check_float(f"{prefix}.dynamic_init_fraction", self.dynamic_init_fraction, 0, 1)
         check_int(f"{prefix}.grow_levels", self.grow_levels, 1, 8)
         check_bool(f"{prefix}.temporal_opacity", self.temporal_opacity)
         for name in ("t_scale_init", "clone_t_scale"):
@@ -257,7 +264,8 @@ class ADCGS(Method):
         rays = None
         if cfg.temporal_opacity:
             rays = foreground_rays(scene)
-            field = with_temporal_opacity(field, rays, bounds, cfg, on_rays, voxel, gen)
+            moving = dynamic_rays(scene) if cfg.dynamic_init_fraction > 0 else None
+            field = with_temporal_opacity(field, rays, bounds, cfg, on_rays, voxel, gen, moving)
         threshold = cfg.grow_threshold or auto_grad_threshold(scene.views_per_time("train"))
         if cfg.max_anchors <= 0:  # resolved in place, so the run's config.yaml shows it
             rays = rays if rays is not None else foreground_rays(scene)
@@ -460,14 +468,18 @@ class ADCGS(Method):
 
 
 def with_temporal_opacity(field: AnchorField, rays, bounds: Tensor, cfg: ADCGSConfig, on_rays: int, voxel: float,
-                          gen: torch.Generator) -> AnchorField:
+                          gen: torch.Generator, moving=None) -> AnchorField:
     """`field` with a temporal opacity (centres uniform in [0, 1], width t_scale_init) plus `on_rays`
-    anchors on foreground rays at their view's time (width clone_t_scale),
-    each at its own point (not merged by voxel: anchors of different times may share one), the ray's
+    anchors on foreground rays at their view's time (width clone_t_scale; a dynamic_init_fraction of them on
+    the `moving` rays, when given), each at its own point (not merged by voxel: anchors of different times may share one), the ray's
     colour, sizes from the voxel (as `init_from_points`), random features."""
     from splat4d.data.foreground import points_on_rays
 
-    pts, cols, times = points_on_rays(rays, bounds, on_rays, gen)
+    n_moving = int(round(on_rays * cfg.dynamic_init_fraction)) if moving is not None else 0
+    parts = [points_on_rays(rays, bounds, on_rays - n_moving, gen)]
+    if n_moving:
+        parts.append(points_on_rays(moving, bounds, n_moving, gen))
+    pts, cols, times = (torch.cat(x) for x in zip(*parts))
     n, d = len(pts), field.dims
     A = len(field)
     grow = lambda p, extra: torch.cat([p.detach(), extra.to(p)])  # noqa: E731
