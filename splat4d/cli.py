@@ -227,14 +227,18 @@ class Export:
     format: Literal["ply", "npz"] = "ply"
     """ply: one standard 3DGS PLY per time (coloured points for 4K4D); npz: the whole sequence in one
     compressed archive (`splat4d.io.sequence`)."""
-    times: tuple[float, ...] = (0.0,)
-    """Times in [0, 1] to export."""
+    times: tuple[str, ...] = ("0",)
+    """Times in [0, 1] to export, space- or comma-separated (--times 0,0.5,1)."""
     frames: int = 0
     """If > 0, export this many evenly spaced times instead of --times."""
 
     def validate(self) -> None:
         cc.check_path("RUN_DIR", self.run_dir)
-        cc.check_floats("--times", self.times, 0, 1)
+        try:
+            values = [float(x) for item in self.times for x in str(item).split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"--times must be numbers in [0, 1], got {' '.join(map(str, self.times))}") from None
+        self.times = cc.check_floats("--times", values, 0, 1)
         cc.check_int("--frames", self.frames, 0)
         cc.check_choice("--format", self.format, ("ply", "npz"))
         if self.format == "npz":

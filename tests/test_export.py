@@ -54,7 +54,7 @@ def test_exported_frames_render_like_the_model(runs, name, tmp_path, capsys):
     ply_dir, npz = tmp_path / "ply", tmp_path / "seq.npz"
     times = ",".join(str(t) for t in TIMES)
     assert main(["export", str(run), "--times", *map(str, TIMES), "--out", str(ply_dir)]) == 0
-    assert main(["export", str(run), "--times", *map(str, TIMES), "--format", "npz", "--out", str(npz)]) == 0
+    assert main(["export", str(run), "--times", times, "--format", "npz", "--out", str(npz)]) == 0
     method, _, _ = load_run(run, device="cpu")
     method.eval()
     scene = load_scene("synthetic:tiny")
@@ -80,6 +80,9 @@ def test_exported_frames_render_like_the_model(runs, name, tmp_path, capsys):
 def test_export_refuses_bad_output(runs, tmp_path, capsys):
     assert main(["export", str(runs["static"]), "--format", "npz", "--out", str(tmp_path / "a.ply")]) == 2
     assert "must end in .npz" in capsys.readouterr().err
+    assert main(["export", str(runs["static"]), "--times", "0.1,x", "--out", str(tmp_path / "b")]) == 2
+    assert main(["export", str(runs["static"]), "--times", "0.1,2", "--out", str(tmp_path / "c")]) == 2
+    assert "--times" in capsys.readouterr().err and not (tmp_path / "b").exists()
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not an archive")
     with pytest.raises(Exception, match="unreadable sequence archive"):
