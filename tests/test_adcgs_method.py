@@ -207,8 +207,10 @@ def test_time_table_rows_follow_the_capture(scene):
     assert all  # every row lies within a row's distance of a training time, so training reaches it((train - k).abs().min() < 1.0 for k in range(rows + 1))
     fixed = _cfg(time_rows=5)
     assert cls.from_scene(mono, fixed).field.time_table.frames == 5
-    with pytest.raises(Exception, match="time_smooth"):
-        _cfg(time_smooth=-1.0).validate()
+    assert cfg.time_smooth == 4.0  # a monocular capture starts with smooth rows (resolved for config.yaml)
+    rig = _cfg()
+    cls.from_scene(scene, rig)
+    assert rig.time_smooth == 0.0 and fixed.time_smooth == 4.0
 
 
 def test_dynamic_init_fraction_moves_part_of_the_ray_anchors(scene):
