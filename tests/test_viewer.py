@@ -145,3 +145,32 @@ def test_view_refuses_bad_input(tmp_path, capsys):
     assert main(["view", str(tmp_path / "missing")]) == 2
     assert main(["view", str(tmp_path), "--port", "0"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_play_steps_through_the_frames_and_the_server_renders_the_view():
+    from splat4d.methods.base import get_method
+    from splat4d.viewer import Viewer, view_of_camera
+
+    scene = load_scene("synthetic:tiny")
+    cls = get_method("static")
+    viewer = Viewer(cls.from_scene(scene, cls.Config(max_init_points=300)), scene, port=_free_port())
+    try:
+        viewer.play.value = True
+        seen = set()
+        deadline = time.time() + 10
+        while len(seen) < scene.num_frames and time.time() < deadline:
+            seen.add(round(viewer.state.time, 6))
+            time.sleep(0.01)
+        assert len(seen) == scene.num_frames  # one slider step per frame, wrapping at the end
+        wxyz, pos, fov = view_of_camera(scene.cameras("train")[0])
+
+        class Camera:  # what viser's client camera exposes
+            pass
+
+        client = Camera()
+        client.camera = Camera()
+        client.camera.wxyz, client.camera.position, client.camera.fov, client.camera.aspect = wxyz, pos, fov, 2.0
+        img = viewer.render_client(client)
+        assert img.shape == (256, 512, 3) and img.dtype == np.uint8 and img.std() > 0
+    finally:
+        viewer.stop()
