@@ -1,5 +1,5 @@
 """`splat4d export`: a PLY (or the npz archive) read back and drawn by splat4d's rasterizer gives the model's
-own rendering at that time, for every Gaussian method; point methods are covered in test_fourk4d_method."""
+own rendering at that time, for every Gaussian method (static, deformable, ds4d, adcgs); point methods are covered in test_fourk4d_method."""
 
 from pathlib import Path
 
@@ -17,13 +17,16 @@ from splat4d.train.densify import DensifyConfig
 from splat4d.train.run import DataConfig, fit, load_run
 from splat4d.train.trainer import TrainConfig
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore:ds4d. LPIPS unavailable")]
 
 TIMES = (0.25, 0.75)
 SETTINGS = {
     "static": dict(sh_degree=1, max_init_points=300),
     "deformable": dict(sh_degree=1, max_init_points=300, foreground_init_points=100, coarse_fraction=0.25,
                        grid_resolution=(8, 8, 8), multires=(1,), grid_dim=8, width=16),
+    "ds4d": dict(features="patch", input_camera=1, pseudo_cameras=(2, 3), feature_cache="none", feature_size=28,
+                 sh_degree=1, max_init_points=300, foreground_init_points=100, coarse_fraction=0.25,
+                 grid_resolution=(8, 8, 8), multires=(1,), grid_dim=8, width=16),
     "adcgs": dict(k=3, feature_dim=8, residual_dim=4, time_dim=8, time_feature_dim=8, pe_freqs=2, hidden=8,
                   deform_hidden=8, max_init_anchors=60, refine_every=5, warmup_fraction=0.25),
 }
