@@ -48,7 +48,7 @@ def smooth_rows(table: Tensor, sigma: float) -> Tensor:
     """[rows, dim] blurred along the rows by a Gaussian of `sigma` rows (edges reflected), each column
     rescaled to zero mean and unit std."""
     radius = max(1, int(math.ceil(3 * sigma)))
-    x = torch.arange(-radius, radius + 1, dtype=table.dtype)
+    x = torch.arange(-radius, radius + 1, dtype=table.dtype, device=table.device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     kernel = (kernel / kernel.sum()).view(1, 1, -1)
     cols = table.t()[:, None, :]  # [dim, 1, rows]
@@ -83,7 +83,7 @@ class TimeTable(nn.Module):
         if init_smooth < 0:
             raise ValueError(f"init_smooth must be >= 0, got {init_smooth}")
         self.frames, self.dim = int(frames), int(dim)
-        table = torch.randn(self.frames, self.dim)  # [frames, dim]
+        table = torch.randn(self.frames, self.dim, device="cpu")  # [frames, dim]; moved to `device` below
         if init_smooth > 0 and self.frames > 1:
             table = smooth_rows(table, init_smooth)
         self.table = nn.Parameter((table * init_std).to(device))
