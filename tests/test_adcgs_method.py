@@ -218,7 +218,7 @@ def test_dynamic_init_fraction_moves_part_of_the_ray_anchors(scene):
 
     moving = load_synthetic("tiny", num_frames=6)
     cls = get_method("adcgs")
-    base = cls.from_scene(moving, _cfg(foreground_init_anchors=20))
+    base = cls.from_scene(moving, _cfg(foreground_init_anchors=20, dynamic_init_fraction=0.0))
     dyn = cls.from_scene(moving, _cfg(foreground_init_anchors=20, dynamic_init_fraction=0.5))
     assert len(base.field) == len(dyn.field)
     tail = slice(len(base.field) - 10, None)  # the ray anchors come last; half of them now on moving pixels

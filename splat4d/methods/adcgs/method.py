@@ -91,12 +91,13 @@ class ADCGSConfig:
     """Anchors (temporal opacity only) at random depths on rays through training pixels that differ from the
     background, centred at their view's time (`splat4d.data.foreground`): every time step starts with
     anchors where something was seen then (0: none; at most half of max_init_anchors)."""
-    dynamic_init_fraction: float = 0.0
+    dynamic_init_fraction: float = 0.5
     """Fraction of the foreground anchors placed on rays through pixels that change under a fixed camera
     (`data.foreground.dynamic_rays`: each camera's frames against their per-pixel median), at their frame's
     time; the rest on rays through pixels that differ from the background. On a capture whose floor is not
     the background colour, the foreground rays fall mostly on the floor and the moving objects got almost no
-    anchors. No effect where no camera sees three frames from one pose."""
+    anchors: MuJoCo toss at 3000 iterations 18.90 -> 19.70 / 19.47 dB (seeds 0 / 1); synthetic default
+    26.14 -> 26.17. No effect where no camera sees three frames from one pose. 0: foreground rays only."""
     lr_t_means: float = 1e-3
     """Learning rate of the anchors' temporal centres."""
     lr_t_scales: float = 5e-3
