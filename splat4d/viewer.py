@@ -175,8 +175,10 @@ class Viewer:
 
     def _show_mode(self) -> None:
         if self.state.mode == "viser splats":
+            plain = np.empty((8, 8, 3), dtype=np.uint8)  # the scene's background colour behind the splats
+            plain[:] = (self.bg.cpu().numpy() * 255 + 0.5).astype(np.uint8)
             for client in self.server.get_clients().values():
-                client.scene.set_background_image(None)
+                client.scene.set_background_image(plain, format="png")
             self._send_splats()
         else:
             if self._splats is not None:

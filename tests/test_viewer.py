@@ -1,6 +1,6 @@
 """`splat4d view`: the viewer starts on a tiny run, headless Chromium shows a rendered (not blank) canvas,
-moving the time slider changes the image, Ctrl-C exits cleanly. The camera conversions are checked without
-a browser. Skips with the reason when viser, playwright or Debian's chromium is absent."""
+moving the time slider changes the image, the browser-side splats draw something, Ctrl-C exits cleanly. The camera conversions are checked without
+a browser; the browser-side splats are switched on and drawn. Skips with the reason when viser, playwright or Debian's chromium is absent."""
 
 import os
 import shutil
@@ -120,6 +120,10 @@ def test_viewer_in_headless_chromium(tmp_path):
                 page.keyboard.press("ArrowRight")
             later = _wait_for_image(page, lambda img: np.abs(img - first).mean() > 1.0)
             assert np.abs(later - first).mean() > 1.0, "moving the time slider did not change the image"
+            page.locator("input[value='splat4d']").first.click()  # the render dropdown
+            page.get_by_role("option", name="viser splats").click()
+            splats = _wait_for_image(page, lambda img: np.abs(img - later).mean() > 1.0 and img.std() > 5.0)
+            assert splats.std() > 5.0 and np.abs(splats - later).mean() > 1.0, "the browser-side splats show nothing"
             browser.close()
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
