@@ -44,7 +44,7 @@ def run_demo(out: Path, scene: str = "synthetic:default", iters: int = 2500, met
     print(f"  metrics      {run_dir / 'metrics.json'}")
     print(f"  test PNGs    {run_dir / 'eval'}/*.png (render | ground truth)")
     print(f"  orbit video  {orbit} (camera circles the scene while time runs 0 -> 1)")
-    print(f"  test video   {test} (render | ground truth)")
+    print(f"  test video   {test} (ground truth | render | error map)")
     print(f"  checkpoint   {run_dir / 'checkpoint.pt'} (splat4d render/eval/export {run_dir})")
     return 0
 
