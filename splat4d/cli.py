@@ -235,7 +235,7 @@ class Export:
     def validate(self) -> None:
         cc.check_path("RUN_DIR", self.run_dir)
         try:
-            values = [float(x) for item in self.times for x in str(item).split(",") if x.strip()]
+            values = [float(x) for x in cc.split_commas(self.times)]
         except ValueError:
             raise ConfigError(f"--times must be numbers in [0, 1], got {' '.join(map(str, self.times))}") from None
         self.times = cc.check_floats("--times", values, 0, 1)
@@ -310,7 +310,7 @@ class Compare:
 
         cc.check_float("--scale", self.scale, 0, lo_open=True)
         cc.check_int("--iters", self.iters, 1)
-        self.methods = tuple(m for item in self.methods for m in str(item).split(",") if m)
+        self.methods = tuple(cc.split_commas(self.methods))
         for m in self.methods:
             cc.check_choice("--methods", m, available_methods())
         if len(set(self.methods)) != len(self.methods):

@@ -97,6 +97,11 @@ def check_ints(name: str, value: Any, lo: int | None = None, hi: int | None = No
     return tuple(value)
 
 
+def split_commas(values) -> list[str]:
+    """Command-line list items that may also be comma-separated ("a,b c" -> ["a", "b", "c"])."""
+    return [x.strip() for item in values for x in str(item).split(",") if x.strip()]
+
+
 def check_floats(name: str, value: Any, lo: float | None = None, hi: float | None = None) -> tuple[float, ...]:
     """A non-empty tuple/list of finite numbers in [lo, hi]."""
     ok = isinstance(value, (tuple, list)) and len(value) > 0

@@ -22,3 +22,9 @@ def one_thread():
     yield
     torch.set_num_threads(n_torch)
     numba.set_num_threads(n_numba)
+
+
+@pytest.fixture
+def no_lpips_weights(monkeypatch):
+    """LPIPS weights absent whatever the machine's environment says (LPIPS is "unavailable")."""
+    monkeypatch.delenv("SPLAT4D_LPIPS_WEIGHTS", raising=False)

@@ -27,14 +27,7 @@ from splat4d.train.trainer import TrainConfig
 METRIC_KEYS = {"psnr", "ssim", "dssim", "lpips", "lpips_note", "fps", "size_mb", "num_gaussians", "iterations"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread):
-    yield
-
-
-@pytest.fixture(autouse=True)
-def _no_lpips_weights(monkeypatch):
-    monkeypatch.delenv("SPLAT4D_LPIPS_WEIGHTS", raising=False)
+pytestmark = pytest.mark.usefixtures("one_thread", "no_lpips_weights")
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,7 @@ from PIL import Image
 from splat4d.cli import main
 from splat4d.plots import _ticks
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def _no_lpips_weights(monkeypatch):
-    monkeypatch.delenv("SPLAT4D_LPIPS_WEIGHTS", raising=False)
+pytestmark = pytest.mark.usefixtures("one_thread", "no_lpips_weights")
 
 
 def test_compare_two_methods_writes_table_grid_and_rd_plot(tmp_path, capsys):

@@ -33,14 +33,7 @@ from splat4d.train.trainer import TrainConfig
 TINY = ["--data", "synthetic:tiny", "--device", "cpu", "--method.sh-degree", "0"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread):
-    yield
-
-
-@pytest.fixture(autouse=True)
-def _no_lpips_weights(monkeypatch):
-    monkeypatch.delenv("SPLAT4D_LPIPS_WEIGHTS", raising=False)
+pytestmark = pytest.mark.usefixtures("one_thread", "no_lpips_weights")
 
 
 def _error_line(stderr: str) -> str:

@@ -13,14 +13,7 @@ from splat4d.io.images import save_image
 from splat4d.methods.ds4d.sources import FolderViews, Zero123ppViews, split_grid, view_cameras
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread):
-    yield
-
-
-@pytest.fixture(autouse=True)
-def _no_weights(monkeypatch):
-    monkeypatch.delenv("SPLAT4D_LPIPS_WEIGHTS", raising=False)
+pytestmark = pytest.mark.usefixtures("one_thread", "no_lpips_weights")
 
 
 def _inputs(root, views=3, frames=3, size=28):

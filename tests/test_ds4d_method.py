@@ -19,14 +19,7 @@ from splat4d.train.run import DataConfig, fit, load_run
 from splat4d.train.trainer import TrainConfig
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_thread):
-    yield
-
-
-@pytest.fixture(autouse=True)
-def _no_weights(monkeypatch):
-    monkeypatch.delenv("SPLAT4D_LPIPS_WEIGHTS", raising=False)
+pytestmark = pytest.mark.usefixtures("one_thread", "no_lpips_weights")
 
 
 @pytest.fixture(scope="module")

@@ -36,33 +36,52 @@ class ForegroundRays(NamedTuple):
     pixels_per_view: float  # mean foreground pixels of a sampled view
 
 
+def _even(n: int, k: int) -> np.ndarray:
+    """Up to k indices spread evenly over range(n)."""
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
+
+
+class _Rays:
+    """Rays of chosen pixels collected view by view (each view's at most `max_rays`, evenly subsampled)."""
+
+    def __init__(self, max_rays: int):
+        self.max_rays = max_rays
+        self.parts: list[tuple[Tensor, ...]] = []
+        self.pixels = 0
+
+    def add(self, mask: np.ndarray, rgb: np.ndarray, rays: tuple[Tensor, Tensor], t: float) -> None:
+        """mask [H, W] of the pixels to take from the uint8 image rgb [H, W, 3]; rays = the camera's
+        `pixel_rays()`; t the view's time."""
+        ys, xs = np.nonzero(mask)
+        self.pixels += len(ys)
+        if len(ys) > self.max_rays:
+            keep = np.linspace(0, len(ys) - 1, self.max_rays).round().astype(int)
+            ys, xs = ys[keep], xs[keep]
+        if len(ys) == 0:
+            return
+        yx = torch.from_numpy(ys), torch.from_numpy(xs)
+        self.parts.append((rays[0][0][yx].float(), rays[1][0][yx].float(),
+                           torch.from_numpy(rgb[ys, xs].astype(np.float32) / 255.0), torch.full((len(ys),), float(t))))
+
+    def result(self, views: int) -> ForegroundRays:
+        empty = (torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0))
+        o, d, c, t = (torch.cat([e, *parts]) for e, parts in zip(empty, zip(*self.parts))) if self.parts else empty
+        return ForegroundRays(o, d, c, t, self.pixels / max(views, 1))
+
+
 def foreground_rays(scene, max_views: int = 64, max_rays_per_view: int = 20000,
                     threshold: float = FOREGROUND_THRESHOLD) -> ForegroundRays:
     """Rays through the foreground pixels of up to `max_views` training views (evenly spaced): all of them,
     or an even subsample of `max_rays_per_view` of a view with more (memory stays bounded at any
     resolution; `pixels_per_view` counts them all)."""
     views = scene.split("train")
-    pick = np.unique(np.linspace(0, len(views) - 1, min(max_views, len(views))).round().astype(int))
-    origins, dirs, cols, times = [torch.zeros(0, 3)], [torch.zeros(0, 3)], [torch.zeros(0, 3)], [torch.zeros(0)]
-    total = 0
+    pick = _even(len(views), max_views)
+    rays = _Rays(max_rays_per_view)
     for i in pick:
         rgb = scene.image_uint8(views[i])
-        ys, xs = np.nonzero(foreground_mask(rgb, scene.background, threshold))
-        total += len(ys)
-        if len(ys) > max_rays_per_view:
-            keep = np.linspace(0, len(ys) - 1, max_rays_per_view).round().astype(int)
-            ys, xs = ys[keep], xs[keep]
-        if len(ys) == 0:
-            continue
-        cam = scene.camera(views[i])
-        o, d = cam.pixel_rays()  # [1, H, W, 3]
-        yx = torch.from_numpy(ys), torch.from_numpy(xs)
-        origins.append(o[0][yx].float())
-        dirs.append(d[0][yx].float())
-        cols.append(torch.from_numpy(rgb[ys, xs].astype(np.float32) / 255.0))
-        times.append(torch.full((len(ys),), float(views[i].time)))
-    o, d, c = torch.cat(origins), torch.cat(dirs), torch.cat(cols)
-    return ForegroundRays(o, d, c, torch.cat(times), total / max(len(pick), 1))
+        rays.add(foreground_mask(rgb, scene.background, threshold), rgb, scene.camera(views[i]).pixel_rays(),
+                 views[i].time)
+    return rays.result(len(pick))
 
 
 def dynamic_rays(scene, max_cameras: int = 16, max_frames: int = 16, max_rays_per_view: int = 5000,
@@ -77,37 +96,20 @@ def dynamic_rays(scene, max_cameras: int = 16, max_frames: int = 16, max_rays_pe
     for v in scene.split("train"):
         by_cam.setdefault(v.cam_id, []).append(v)
     cams = sorted(c for c, vs in by_cam.items() if len(vs) >= 3)
-    if not cams:
-        return None
-    cams = [cams[i] for i in np.unique(np.linspace(0, len(cams) - 1, min(max_cameras, len(cams))).round().astype(int))]
-    origins, dirs, cols, times = [torch.zeros(0, 3)], [torch.zeros(0, 3)], [torch.zeros(0, 3)], [torch.zeros(0)]
-    total, frames = 0, 0
-    for c in cams:
-        views = sorted(by_cam[c], key=lambda v: v.time)
-        views = [views[i] for i in np.unique(np.linspace(0, len(views) - 1, min(max_frames, len(views))).round().astype(int))]
+    rays, frames = _Rays(max_rays_per_view), 0
+    for i in _even(len(cams), max_cameras) if cams else []:
+        views = sorted(by_cam[cams[i]], key=lambda v: v.time)
+        views = [views[j] for j in _even(len(views), max_frames)]
         mats = torch.stack([scene.camera(v).viewmats[0] for v in views])
         if not torch.allclose(mats, mats[:1].expand_as(mats), atol=1e-5):
             continue  # one id, several poses (a moving camera): no fixed background to compare with
         stack = np.stack([scene.image_uint8(v) for v in views])  # [F, H, W, 3] uint8
         median = np.median(stack, axis=0)
-        o, d = scene.camera(views[0]).pixel_rays()  # [1, H, W, 3], the camera is fixed
+        pixel_rays = scene.camera(views[0]).pixel_rays()  # the camera is fixed
         for v, rgb in zip(views, stack):
-            ys, xs = np.nonzero(np.abs(rgb.astype(np.float32) - median).max(-1) > threshold * 255.0)
-            total, frames = total + len(ys), frames + 1
-            if len(ys) > max_rays_per_view:
-                keep = np.linspace(0, len(ys) - 1, max_rays_per_view).round().astype(int)
-                ys, xs = ys[keep], xs[keep]
-            if len(ys) == 0:
-                continue
-            yx = torch.from_numpy(ys), torch.from_numpy(xs)
-            origins.append(o[0][yx].float())
-            dirs.append(d[0][yx].float())
-            cols.append(torch.from_numpy(rgb[ys, xs].astype(np.float32) / 255.0))
-            times.append(torch.full((len(ys),), float(v.time)))
-    if frames == 0:
-        return None
-    return ForegroundRays(torch.cat(origins), torch.cat(dirs), torch.cat(cols), torch.cat(times),
-                          total / frames)
+            rays.add(np.abs(rgb.astype(np.float32) - median).max(-1) > threshold * 255.0, rgb, pixel_rays, v.time)
+            frames += 1
+    return rays.result(frames) if frames else None
 
 
 def points_on_rays(rays: ForegroundRays, bounds: Tensor, n: int,

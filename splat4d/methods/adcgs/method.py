@@ -270,11 +270,11 @@ class ADCGS(Method):
         on_rays = min(cfg.foreground_init_anchors, cfg.max_init_anchors // 2) if cfg.temporal_opacity else 0
         from_cloud = cfg.max_init_anchors - on_rays
         voxel = cfg.voxel_size or auto_voxel(pts, extent, from_cloud)
-        monocular = scene.views_per_time("train") < 2
+        views_per_time = scene.views_per_time("train")
         if cfg.time_rows <= 0:  # resolved in place, so the run's config.yaml shows it
-            cfg.time_rows = auto_time_resolution(scene.num_frames, scene.views_per_time("train"))
+            cfg.time_rows = auto_time_resolution(scene.num_frames, views_per_time)
         if cfg.time_smooth < 0:
-            cfg.time_smooth = MONOCULAR_TIME_SMOOTH if monocular else 0.0
+            cfg.time_smooth = MONOCULAR_TIME_SMOOTH if views_per_time < 2 else 0.0
         dims = cfg.anchor_dims(cfg.time_rows)
         field = AnchorField.init_from_points(pts, cols, voxel, dims, gen, cfg.fine_stage, extent)
         if len(field) > from_cloud:  # a set voxel_size may give more: keep a random subset
@@ -284,7 +284,7 @@ class ADCGS(Method):
             rays = foreground_rays(scene)
             moving = dynamic_rays(scene) if cfg.dynamic_init_fraction > 0 else None
             field = with_temporal_opacity(field, rays, bounds, cfg, on_rays, voxel, gen, moving)
-        threshold = cfg.grow_threshold or auto_grad_threshold(scene.views_per_time("train"))
+        threshold = cfg.grow_threshold or auto_grad_threshold(views_per_time)
         if cfg.max_anchors <= 0:  # resolved in place, so the run's config.yaml shows it
             rays = rays if rays is not None else foreground_rays(scene)
             cfg.max_anchors = max(auto_max_gaussians(rays.pixels_per_view, 0) // cfg.k, len(field))
