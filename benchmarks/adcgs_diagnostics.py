@@ -1,0 +1,125 @@
+"""Two ADC-GS diagnostics behind docs/benchmarks.md ("Fifth session"); each prints and writes JSON.
+
+rows RUN: test PSNR of a finished adcgs run as it is, and with every time-table row that no training view
+    reads replaced by the interpolation of its trained neighbours (nothing retrained): how much untrained
+    rows cost when the test times are not training times (D-NeRF).
+prune --seed S --until N [--setting name=value ...]: fits adcgs on D-NeRF collision 200x200 (3000-iteration
+    schedule) and records, at every refinement up to iteration N, what was grown and pruned, how many
+    anchors were seen, and the quantiles of each seen anchor's largest opacity.
+
+Usage: python benchmarks/adcgs_diagnostics.py rows benchmarks/results/adcgs/dnerf_adcgs_0.001
+       python benchmarks/adcgs_diagnostics.py prune --seed 1 --until 400 --setting time_smooth=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def meta() -> dict:
+    return {"date": __import__("time").strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "torch": torch.__version__, "load_average": os.getloadavg()}
+
+
+def untrained_rows(run: Path) -> dict:
+    from splat4d.data import load_scene
+    from splat4d.train.evaluate import evaluate
+    from splat4d.train.run import load_run, run_data_config
+
+    method, config, _ = load_run(run)
+    d = run_data_config(config, run)
+    scene = load_scene(d.path, scale=d.scale, background=d.background, format=d.format)
+    Z = method.field.time_table.table.data
+    n = Z.shape[0]
+    trained = sorted({round(float(v.time) * (n - 1)) for v in scene.split("train")})
+    before = evaluate(method, scene)["psnr"]
+    patched = Z.clone()
+    for k in sorted(set(range(n)) - set(trained)):
+        lo = max((r for r in trained if r < k), default=None)
+        hi = min((r for r in trained if r > k), default=None)
+        if lo is None or hi is None:
+            patched[k] = Z[hi if lo is None else lo]
+        else:
+            w = (k - lo) / (hi - lo)
+            patched[k] = (1 - w) * Z[lo] + w * Z[hi]
+    Z.copy_(patched)
+    method._eval_attrs = method._eval_drawn = None
+    after = evaluate(method, scene)["psnr"]
+    return {"run": str(run), "rows": n, "rows_read_in_training": len(trained), "psnr": before,
+            "psnr_untrained_rows_interpolated": after}
+
+
+def prune_trace(seed: int, until: int, settings: dict) -> list[dict]:
+    from splat4d.methods.adcgs.method import ADCGS
+    from splat4d.train.run import DataConfig, fit
+    from splat4d.train.trainer import TrainConfig
+
+    events = []
+    original = ADCGS.after_step
+
+    def after_step(self, opt, step):
+        r = self.refiner
+        opacity = None if r.max_opacity is None else r.max_opacity.clone()
+        weight = None if r.weight is None else r.weight.clone()
+        out = original(self, opt, step)
+        if out and opacity is not None:
+            A = opacity.numel() // self.cfg.k
+            largest = opacity.reshape(A, -1).amax(1)
+            seen = weight.reshape(A, -1).sum(1) > 0
+            q = torch.quantile(largest[seen], torch.tensor([0.1, 0.5, 0.9])).tolist() if seen.any() else None
+            events.append({"step": step, **out, "anchors_before": A, "anchors_after": len(self.field),
+                           "seen": int(seen.sum()), "largest_opacity_q10_q50_q90": q})
+            print(events[-1], flush=True)
+        if step >= until:
+            raise StopIteration
+        return out
+
+    ADCGS.after_step = after_step
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            fit("adcgs", ADCGS.Config(**settings), DataConfig(str(SHARED / "dnerf-scene3-collision"), 0.25),
+                TrainConfig(iters=3000, save_every=0, seed=seed), Path(tmp) / "run", progress=False)
+    except StopIteration:
+        pass
+    finally:
+        ADCGS.after_step = original
+    return events
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("rows")
+    r.add_argument("run", type=Path)
+    q = sub.add_parser("prune")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--until", type=int, default=400)
+    q.add_argument("--setting", action="append", default=[], help="name=value (a Python literal)")
+    a = p.parse_args()
+    if a.what == "rows":
+        result = {"meta": meta(), **untrained_rows(a.run)}
+        path = OUT / "adcgs_untrained_rows.json"
+    else:
+        import ast
+
+        settings = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in a.setting)}
+        result = {"meta": meta(), "seed": a.seed, "settings": settings, "events": prune_trace(a.seed, a.until, settings)}
+        tag = "_".join(f"{k}{v}" for k, v in settings.items()) or "defaults"
+        path = OUT / f"adcgs_prune_seed{a.seed}_{tag}.json"
+    print(json.dumps(result, indent=1))
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
