@@ -98,6 +98,14 @@ class ADCGSConfig:
     the background colour, the foreground rays fall mostly on the floor and the moving objects got almost no
     anchors: MuJoCo toss at 3000 iterations 18.90 -> 19.70 / 19.47 dB (seeds 0 / 1); synthetic default
     26.14 -> 26.17. No effect where no camera sees three frames from one pose. 0: foreground rays only."""
+    ray_depths: str = "consistent"
+    """Where on its ray a foreground anchor starts: "consistent", at the best of 32 depths by agreement with
+    the 8 training views nearest its time (`data.ray_depths`: a visual hull in a time window), or "uniform",
+    a uniform depth inside the scene box."""
+    wide_static_anchors: bool = True
+    """Foreground anchors whose colour the training views of the whole capture agree with
+    (`data.ray_depths.static_points`: static content such as a floor that is not the background colour)
+    start t_scale_init wide in time, not clone_t_scale: one anchor then serves every frame."""
     lr_t_means: float = 1e-3
     """Learning rate of the anchors' temporal centres."""
     lr_t_scales: float = 5e-3
@@ -201,6 +209,7 @@ class ADCGSConfig:
         check_float(f"{prefix}.dynamic_init_fraction", self.dynamic_init_fraction, 0, 1)
         check_int(f"{prefix}.grow_levels", self.grow_levels, 1, 8)
         check_bool(f"{prefix}.temporal_opacity", self.temporal_opacity)
+        check_bool(f"{prefix}.wide_static_anchors", self.wide_static_anchors)
         for name in ("t_scale_init", "clone_t_scale"):
             check_float(f"{prefix}.{name}", getattr(self, name), 0, lo_open=True)
         check_int(f"{prefix}.max_anchors", self.max_anchors, 0)
@@ -221,6 +230,7 @@ class ADCGSConfig:
         check_positive_lrs(self, prefix, ("lr_features", "lr_log_cov", "lr_colors", "lr_mlp", "lr_deform", "lr_entropy",
                                           "lr_t_means", "lr_t_scales"))
         check_choice(f"{prefix}.backend", self.backend, BACKENDS)
+        check_choice(f"{prefix}.ray_depths", self.ray_depths, ("consistent", "uniform"))
 
     def anchor_dims(self, time_rows: int) -> AnchorDims:
         return AnchorDims(self.k, self.feature_dim, self.residual_dim, time_rows, self.time_dim, self.time_feature_dim,
@@ -284,7 +294,7 @@ class ADCGS(Method):
         if cfg.temporal_opacity:
             rays = foreground_rays(scene)
             moving = dynamic_rays(scene) if cfg.dynamic_init_fraction > 0 else None
-            field = with_temporal_opacity(field, rays, bounds, cfg, on_rays, voxel, gen, moving)
+            field = with_temporal_opacity(field, rays, bounds, cfg, on_rays, voxel, gen, moving, scene)
         threshold = cfg.grow_threshold or auto_grad_threshold(views_per_time)
         if cfg.max_anchors <= 0:  # resolved in place, so the run's config.yaml shows it
             rays = rays if rays is not None else foreground_rays(scene)
@@ -488,17 +498,24 @@ class ADCGS(Method):
 
 
 def with_temporal_opacity(field: AnchorField, rays, bounds: Tensor, cfg: ADCGSConfig, on_rays: int, voxel: float,
-                          gen: torch.Generator, moving=None) -> AnchorField:
+                          gen: torch.Generator, moving=None, scene=None) -> AnchorField:
     """`field` with a temporal opacity (centres uniform in [0, 1], width t_scale_init) plus `on_rays`
     anchors on foreground rays at their view's time (width clone_t_scale; a dynamic_init_fraction of them on
-    the `moving` rays, when given), each at its own point (not merged by voxel: anchors of different times may share one), the ray's
-    colour, sizes from the voxel (as `init_from_points`), random features."""
+    the `moving` rays, when given), each at its own point (not merged by voxel: anchors of different times may
+    share one; its depth as cfg.ray_depths says, "consistent" needing the `scene`), the ray's colour, sizes
+    from the voxel (as `init_from_points`), random features."""
     from splat4d.data.foreground import points_on_rays
+    from splat4d.data.ray_depths import consistent_points_on_rays
+
+    def on(r, n):
+        if cfg.ray_depths == "consistent" and scene is not None:
+            return consistent_points_on_rays(r, scene, bounds, n, gen)
+        return points_on_rays(r, bounds, n, gen)
 
     n_moving = int(round(on_rays * cfg.dynamic_init_fraction)) if moving is not None else 0
-    parts = [points_on_rays(rays, bounds, on_rays - n_moving, gen)]
+    parts = [on(rays, on_rays - n_moving)]
     if n_moving:
-        parts.append(points_on_rays(moving, bounds, n_moving, gen))
+        parts.append(on(moving, n_moving))
     pts, cols, times = (torch.cat(x) for x in zip(*parts))
     n, d = len(pts), field.dims
     A = len(field)
@@ -508,8 +525,12 @@ def with_temporal_opacity(field: AnchorField, rays, bounds: Tensor, cfg: ADCGSCo
            "f_v": torch.randn(n, d.f_v, generator=gen, device="cpu") * 0.01,
            "f_g": torch.randn(n, d.k, d.f_g, generator=gen, device="cpu") * 0.01}
     t_means = torch.cat([torch.rand(A, generator=gen, device="cpu"), times])
-    t_log = torch.cat([torch.full((A,), math.log(cfg.t_scale_init), device="cpu"),
-                       torch.full((n,), math.log(cfg.clone_t_scale), device="cpu")])
+    t_log_rays = torch.full((n,), math.log(cfg.clone_t_scale), device="cpu")
+    if cfg.wide_static_anchors and scene is not None and n:
+        from splat4d.data.ray_depths import static_points
+
+        t_log_rays[static_points(pts, cols, scene)] = math.log(cfg.t_scale_init)
+    t_log = torch.cat([torch.full((A,), math.log(cfg.t_scale_init), device="cpu"), t_log_rays])
     out = AnchorField(*(grow(getattr(field, k), new[k]) for k in AnchorField.FIELDS), d, field.fine,
                       field.motion_bound, (t_means.to(field.anchors), t_log.to(field.anchors)))
     out.load_state_dict({k: v for k, v in field.state_dict().items() if k.split(".")[0] not in field.fields},

@@ -1,0 +1,131 @@
+"""Depths on foreground rays that the views of nearby times agree with.
+
+`foreground.points_on_rays` puts a point at a uniform depth on a ray through a foreground pixel: on a
+small object most such points lie in empty space in front of or behind it. Here each ray gets `SAMPLES`
+candidate depths, projected into the `NEIGHBOURS` training views nearest the ray's time (the other cameras
+of the same frame in a synchronised capture, the next frames' cameras in a monocular one). Each view that
+sees a candidate votes:
+
+- *match*: a pixel within one of where it lands has the ray's colour (within FOREGROUND_THRESHOLD per
+  channel): the same surface, seen again;
+- *background*: every pixel within one of where it lands has the background colour, so nothing is there
+  at that time (a visual hull's carving; the pixel of slack keeps points on a silhouette's edge);
+- neither: something else is in front of it or behind it there (occlusion), no evidence either way.
+
+The score is matches - BACKGROUND_WEIGHT x background votes, and a ray keeps one of its best-scored
+candidates (drawn at random among ties), so a ray whose object moved off it in every neighbour still
+gives a point. On a small object in front of a plain background the background votes do most of the work;
+on a floor that is not the background colour (every candidate lands on floor somewhere) the colour
+matches place the point on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from splat4d.data.foreground import FOREGROUND_THRESHOLD, ForegroundRays, _box_span
+
+NEIGHBOURS = 8
+"""Training views nearest in time that judge a candidate (all views tied at the last one's distance too)."""
+SAMPLES = 32
+"""Candidate depths per ray (stratified over the ray's span inside the scene box)."""
+BACKGROUND_WEIGHT = 2.0
+"""A background vote outweighs a match (one clear view of the background carves a place)."""
+_SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+
+
+class _Images:
+    """The training views' images as float [H, W, 3] tensors and masks of the pixels whose 3 x 3
+    neighbourhood is all background colour, read once each."""
+
+    def __init__(self, scene, views, threshold: float):
+        self.scene, self.views, self.threshold = scene, views, threshold
+        self.bg = torch.tensor(scene.background, dtype=torch.float32)
+        self.cache: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def __call__(self, i: int) -> tuple[Tensor, Tensor]:
+        if i not in self.cache:
+            rgb = torch.from_numpy(self.scene.image_uint8(self.views[i])).float() / 255.0
+            fg = ((rgb - self.bg).abs().amax(-1) > self.threshold).float()
+            self.cache[i] = rgb, torch.nn.functional.max_pool2d(fg[None, None], 3, 1, 1)[0, 0] == 0
+        return self.cache[i]
+
+
+def _neighbours(times: np.ndarray, t: float, k: int) -> np.ndarray:
+    """Indices of the k views nearest t in time, plus any tied with the k-th."""
+    dt = np.abs(times - t)
+    if len(dt) <= k:
+        return np.arange(len(dt))
+    kth = np.partition(dt, k - 1)[k - 1]
+    return np.nonzero(dt <= kth + 1e-9)[0]
+
+
+def votes(points: Tensor, colors: Tensor, scene, views, which, images: _Images,
+          threshold: float = FOREGROUND_THRESHOLD) -> tuple[Tensor, Tensor, Tensor]:
+    """(match, background, seen) [N] each: how many of the views `which` (indices into `views`) see each
+    point [N, 3] (in front, inside the image), in how many a pixel within one of it has its colour [N, 3],
+    and in how many every pixel within one of it has the background colour."""
+    match, background, seen = (torch.zeros(len(points)) for _ in range(3))
+    for i in which:
+        cam = scene.camera(views[int(i)])
+        uv, z = cam.project(points.float())
+        x, y = torch.floor(uv[0, :, 0]).long(), torch.floor(uv[0, :, 1]).long()
+        inside = (z[0] > 1e-6) & (x >= 0) & (y >= 0) & (x < cam.width) & (y < cam.height)
+        rgb, is_bg = images(int(i))
+        xi, yi, ci = x[inside], y[inside], colors[inside].float()
+        best = torch.full((len(xi),), float("inf"))
+        for dy, dx in _SHIFTS:
+            yy, xx = (yi + dy).clamp(0, cam.height - 1), (xi + dx).clamp(0, cam.width - 1)
+            best = torch.minimum(best, (rgb[yy, xx] - ci).abs().amax(-1))
+        match[inside] += (best <= threshold).float()
+        background[inside] += is_bg[yi, xi].float()
+        seen += inside.float()
+    return match, background, seen
+
+
+def consistent_points_on_rays(rays: ForegroundRays, scene, bounds: Tensor, n: int, generator: torch.Generator,
+                              samples: int = SAMPLES, neighbours: int = NEIGHBOURS,
+                              threshold: float = FOREGROUND_THRESHOLD) -> tuple[Tensor, Tensor, Tensor]:
+    """n points on rays drawn uniformly from `rays` (as `points_on_rays`), each at the best-scored of
+    `samples` stratified depths inside the box `bounds` [2, 3] (the `votes` of the `neighbours` training
+    views nearest the ray's time; see the module docstring). -> (xyz [m, 3], rgb [m, 3], t [m]), m = n,
+    or 0 when no ray crosses the box."""
+    near, far = _box_span(rays.origins, rays.dirs, bounds.float())
+    hit = far > near
+    if n <= 0 or not bool(hit.any()):
+        return torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0)
+    o, d, c, t = rays.origins[hit], rays.dirs[hit], rays.colors[hit], rays.times[hit]
+    near, far = near[hit], far[hit]
+    idx = torch.randint(len(o), (n,), generator=generator, device="cpu")
+    u = (torch.arange(samples) + torch.rand(n, samples, generator=generator, device="cpu")) / samples
+    depth = near[idx, None] + u * (far[idx] - near[idx])[:, None]  # [n, S]
+    pts = o[idx, None] + depth[..., None] * d[idx, None]  # [n, S, 3]
+    cols, times = c[idx], t[idx]
+    views = scene.split("train")
+    view_times = np.array([v.time for v in views])
+    images = _Images(scene, views, threshold)
+    score = torch.zeros(n, samples)
+    for time in torch.unique(times).tolist():
+        rows = (times == time).nonzero()[:, 0]
+        which = _neighbours(view_times, time, neighbours)
+        m, b, _ = votes(pts[rows].reshape(-1, 3), cols[rows].repeat_interleave(samples, 0), scene, views, which,
+                        images, threshold)
+        score[rows] = (m - BACKGROUND_WEIGHT * b).reshape(len(rows), samples)
+    best = score >= score.amax(1, keepdim=True) - 1e-6
+    pick = torch.multinomial(best.float(), 1, generator=generator)[:, 0]
+    return pts[torch.arange(n), pick], cols, times
+
+
+def static_points(points: Tensor, colors: Tensor, scene, max_views: int = 32, min_views: int = 4,
+                  min_fraction: float = 0.5, threshold: float = FOREGROUND_THRESHOLD) -> Tensor:
+    """[N] bool: points [N, 3] of colours [N, 3] (in [0, 1]) whose colour the training views spread over the
+    whole capture agree with: of up to `max_views` of them, at least `min_views` see the point, at least
+    `min_fraction` of those match its colour (`votes`; a surface point faces about half the cameras of a
+    ring, the others see the object's far side) and at most a tenth see background there. Static content
+    (a floor, a wall), not something passing through, whose place shows what is behind it at other times."""
+    views = scene.split("train")
+    which = np.unique(np.linspace(0, len(views) - 1, min(max_views, len(views))).round().astype(int))
+    match, background, seen = votes(points, colors, scene, views, which, _Images(scene, views, threshold), threshold)
+    return (seen >= min_views) & (match >= min_fraction * seen) & (background <= 0.1 * seen)
