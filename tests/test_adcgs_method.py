@@ -71,7 +71,7 @@ def test_stages_rate_and_refinement(scene):
     tail = slice(len(m.field) - events[-1]["grown"], None) if events[-1]["grown"] else slice(0, 0)
     assert (m.field.t_log_scales[tail] <= math.log(m.cfg.clone_t_scale) + 1e-6).all()
     assert ((m.field.t_means >= 0) & (m.field.t_means <= 1)).all()
-    assert events and all(set(e) == {"grown", "pruned"} for e in events)
+    assert events and all(set(e) == {"grown", "seeded", "pruned"} for e in events)
     assert m.dynamic and m.quantising
 
 

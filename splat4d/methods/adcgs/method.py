@@ -88,9 +88,9 @@ class ADCGSConfig:
     """Temporal width (at most) of anchors placed on foreground rays and of grown anchors, which are centred
     at the time of their view / of their parent primitive's largest gradient."""
     foreground_init_anchors: int = 1000
-    """Anchors (temporal opacity only) at random depths on rays through training pixels that differ from the
-    background, centred at their view's time (`splat4d.data.foreground`): every time step starts with
-    anchors where something was seen then (0: none; at most half of max_init_anchors)."""
+    """Anchors (temporal opacity only) on rays through training pixels that differ from the background
+    (`splat4d.data.foreground`; depth as `ray_depths` says), centred at their view's time: every time step
+    starts with anchors where something was seen then (0: none; at most half of max_init_anchors)."""
     dynamic_init_fraction: float = 0.5
     """Fraction of the foreground anchors placed on rays through pixels that change under a fixed camera
     (`data.foreground.dynamic_rays`: each camera's frames against their per-pixel median), at their frame's
@@ -184,6 +184,11 @@ class ADCGSConfig:
     sizes scaled by 4^-m (1: the initial voxel only; a primitive within its own anchor's voxel then never
     grows one). D-NeRF collision at 3000 iterations: 1 level 23.8 dB, 3 levels 25.6 dB (the balls are
     smaller than the initial voxel); synthetic default 25.83 vs 25.87."""
+    reseed_anchors: int = 200
+    """At each refinement, at most this many new anchors on rays through training pixels (of the views since
+    the last refinement) that differ from the background but render almost transparent, at their view's
+    time and at the depth the nearby views agree with (`reseed`; not in the paper): growth adds anchors
+    only next to drawn primitives, so a stretch of time whose anchors were all pruned stayed empty (0: off)."""
     prune_opacity: float = 0.05
     """Anchors whose primitives never reached this opacity (as drawn, in any view since the last refinement)
     are pruned. The primitives' opacities come from one shared network, which holds useless ones near
@@ -213,6 +218,7 @@ class ADCGSConfig:
         for name in ("t_scale_init", "clone_t_scale"):
             check_float(f"{prefix}.{name}", getattr(self, name), 0, lo_open=True)
         check_int(f"{prefix}.max_anchors", self.max_anchors, 0)
+        check_int(f"{prefix}.reseed_anchors", self.reseed_anchors, 0)
         check_int(f"{prefix}.pe_freqs", self.pe_freqs, 0, 16)
         check_int(f"{prefix}.coarse_pe_freqs", self.coarse_pe_freqs, 0, 16)
         check_bool(f"{prefix}.fine_stage", self.fine_stage)
@@ -264,6 +270,7 @@ class ADCGS(Method):
         self._background_start = 0  # set from the run's length by param_groups
         self._eval_attrs: dict[str, Tensor] | None = None
         self._eval_drawn: dict[str, Tensor] | None = None
+        self._scene = None
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -299,7 +306,9 @@ class ADCGS(Method):
         if cfg.max_anchors <= 0:  # resolved in place, so the run's config.yaml shows it
             rays = rays if rays is not None else foreground_rays(scene)
             cfg.max_anchors = max(auto_max_gaussians(rays.pixels_per_view, 0) // cfg.k, len(field))
-        return cls(cfg, field, extent, voxel, threshold)
+        method = cls(cfg, field, extent, voxel, threshold)
+        method._scene = scene  # the training views that reseeding looks at (not saved)
+        return method
 
     @classmethod
     def empty_with(cls, cfg: ADCGSConfig, anchors: int, time_rows: int, extent: float, voxel: float,
@@ -401,6 +410,8 @@ class ADCGS(Method):
     def loss(self, batch: Batch, outs: list[RenderOutput], step: int) -> tuple[Tensor, dict]:
         pred = torch.cat([o.rgb for o in outs])
         loss, logs = photometric_loss(pred, batch.images, self.cfg.lambda_ssim, fused=True)
+        if self._scene is not None:
+            self.refiner.note_missed(batch, torch.cat([o.alpha for o in outs])[..., 0], step)
         if self.cfg.lambda_background > 0 and step >= self._background_start:
             shows_bg = (batch.images - batch.background.to(batch.images)).abs().amax(-1) <= FOREGROUND_THRESHOLD
             alpha = torch.cat([o.alpha for o in outs])[..., 0]

@@ -8,7 +8,9 @@ Anchors none of whose primitives reached `prune_opacity` in a view since the las
 With a temporal opacity a new anchor is centred at the time of the view where its parent primitive's
 weighted gradient was largest (at most `clone_t_scale` wide), and a voxel counts as taken only by an anchor
 centred in the same time bin (2 x clone_t_scale): one place may hold an anchor per stretch of time.
-Parameter rows and their Adam moments are edited by `train.optim.edit_rows`, as Gaussian densification does.
+Before growth, up to `reseed_anchors` new anchors go where training views showed something the model did
+not draw (`reseed`). Parameter rows and their Adam moments are edited by `train.optim.edit_rows`, as
+Gaussian densification does.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import math
 import torch
 from torch import Tensor
 
+from splat4d.methods.adcgs.reseed import MissedRays, gather_rows, seed_anchors
 from splat4d.render import RenderOutput
 from splat4d.train import distributed
 from splat4d.train.optim import edit_rows
@@ -34,6 +37,8 @@ class AnchorRefiner:
         self.max_opacity: Tensor | None = None  # [A*K] largest drawn opacity
         self.peak: Tensor | None = None  # [A*K] largest weighted gradient of one view
         self.peak_time: Tensor | None = None  # [A*K] time of that view
+        self.missed = MissedRays()
+        self.generator = torch.Generator().manual_seed(0)  # which missed pixels are noted and seeded
 
     def schedule(self, total_steps: int) -> None:
         self.start = round(self.cfg.refine_start_fraction * total_steps)
@@ -105,21 +110,46 @@ class AnchorRefiner:
             keep[self.weight.reshape(A, K).sum(1).argmax()] = True  # never leave an empty model
         significance = torch.where(self.weight > 0, self.wgrad / self.weight.clamp_min(1e-12),
                                    torch.zeros_like(self.wgrad))
-        new = self._new_anchors(field, significance, keep, float(method.voxel), float(method.grow_threshold))
+        seeds = self._seeds(method, keep)
+        new = self._new_anchors(field, significance, keep, float(method.voxel), float(method.grow_threshold),
+                                len(seeds["anchors"]))
+        new = {name: torch.cat([seeds[name].to(new[name]), new[name]]) for name in field.fields}
         n_new = new["anchors"].shape[0]
         edit_rows(field, field.fields, opt, lambda name, p: torch.cat([p[keep], new[name].to(p)]),
                   lambda s: torch.cat([s[keep], s.new_zeros((n_new, *s.shape[1:]))]))
         self._reset()
-        return {"grown": n_new, "pruned": int((~keep).sum())}
+        return {"grown": n_new, "seeded": len(seeds["anchors"]), "pruned": int((~keep).sum())}
 
-    def _new_anchors(self, field, significance: Tensor, keep: Tensor, voxel: float, threshold: float) -> dict[str, Tensor]:
+    def note_missed(self, batch, alphas: Tensor, step: int) -> None:
+        """Keep rays through the batch's foreground pixels that render almost transparent (`reseed`)."""
+        if self.cfg.reseed_anchors > 0 and self.start <= step < self.stop:
+            self.missed.note(batch.cameras, batch.times, batch.images, alphas, batch.background, self.generator)
+
+    def _seeds(self, method, keep: Tensor) -> dict[str, Tensor]:
+        """New anchors on the missed rays (as many as reseed_anchors and the anchor cap allow), the same
+        on every data-parallel rank."""
+        field = method.field
+        empty = {name: getattr(field, name)[:0].detach() for name in field.fields}
+        rays = self.missed.take()
+        scene = getattr(method, "_scene", None)
+        size = distributed.world_size()
+        n = min(self.cfg.reseed_anchors, self.cfg.max_anchors - int(keep.sum())) // size
+        rows = empty
+        if rays is not None and scene is not None and n > 0:
+            donor = int(torch.where(keep, self.max_opacity.reshape(len(field), -1).amax(1), -1.0).argmax())
+            rows = seed_anchors(field, rays, scene, scene.bounds.float(), n, float(method.voxel), donor,
+                                self.cfg.clone_t_scale, self.generator)
+        return gather_rows(rows, max(n, 0)) if size > 1 and n > 0 else rows
+
+    def _new_anchors(self, field, significance: Tensor, keep: Tensor, voxel: float, threshold: float,
+                     seeded: int = 0) -> dict[str, Tensor]:
         """New anchors at `grow_levels` voxel resolutions (Scaffold-GS's multi-resolution growth): at level m
         the voxel is voxel / 4^m and the threshold threshold x 2^m; one new anchor per such voxel holding a
         primitive above the threshold and no anchor (kept, or new at a coarser level), at most up to
         max_anchors, coarse levels first. A new anchor inherits the attributes of the anchor of the voxel's
         most significant primitive, its offsets and sizes scaled by 4^-m."""
         K = self.cfg.k
-        room = self.cfg.max_anchors - int(keep.sum())
+        room = self.cfg.max_anchors - int(keep.sum()) - seeded
         parts = [{name: getattr(field, name)[:0].detach() for name in field.fields}]
         cand = (significance > threshold).reshape(len(field), K) & keep[:, None]
         if room <= 0 or not bool(cand.any()):
