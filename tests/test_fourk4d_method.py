@@ -33,7 +33,8 @@ def model(scene):
 
 def _batch(scene, view):
     cam = scene.camera(view)
-    return Batch(cam, torch.tensor([view.time]), scene.image(view)[None], None, torch.tensor(scene.background),
+    alphas = scene.alpha(view)[None] if scene.alpha(view) is not None else None
+    return Batch(cam, torch.tensor([view.time]), scene.image(view)[None], alphas, torch.tensor(scene.background),
                  torch.tensor([0]))
 
 

@@ -70,17 +70,21 @@ class _Rays:
 
 
 def foreground_rays(scene, max_views: int = 64, max_rays_per_view: int = 20000,
-                    threshold: float = FOREGROUND_THRESHOLD) -> ForegroundRays:
+                    threshold: float = FOREGROUND_THRESHOLD, outside_masks: bool = False) -> ForegroundRays:
     """Rays through the foreground pixels of up to `max_views` training views (evenly spaced): all of them,
     or an even subsample of `max_rays_per_view` of a view with more (memory stays bounded at any
-    resolution; `pixels_per_view` counts them all)."""
+    resolution; `pixels_per_view` counts them all). `outside_masks`: only pixels outside the view's mask
+    (what the images show besides the masked subject: a floor, a set; views without a mask give none)."""
     views = scene.split("train")
     pick = _even(len(views), max_views)
     rays = _Rays(max_rays_per_view)
     for i in pick:
         rgb = scene.image_uint8(views[i])
-        rays.add(foreground_mask(rgb, scene.background, threshold), rgb, scene.camera(views[i]).pixel_rays(),
-                 views[i].time)
+        mask = foreground_mask(rgb, scene.background, threshold)
+        if outside_masks:
+            alpha = scene.alpha_uint8(views[i])
+            mask = mask & (alpha < 128) if alpha is not None else np.zeros_like(mask)
+        rays.add(mask, rgb, scene.camera(views[i]).pixel_rays(), views[i].time)
     return rays.result(len(pick))
 
 

@@ -87,11 +87,12 @@ def votes(points: Tensor, colors: Tensor, scene, views, which, images: _Images,
 
 def consistent_points_on_rays(rays: ForegroundRays, scene, bounds: Tensor, n: int, generator: torch.Generator,
                               samples: int = SAMPLES, neighbours: int = NEIGHBOURS,
-                              threshold: float = FOREGROUND_THRESHOLD) -> tuple[Tensor, Tensor, Tensor]:
+                              threshold: float = FOREGROUND_THRESHOLD, passes: int = 1) -> tuple[Tensor, Tensor, Tensor]:
     """n points on rays drawn uniformly from `rays` (as `points_on_rays`), each at the best-scored of
     `samples` stratified depths inside the box `bounds` [2, 3] (the `votes` of the `neighbours` training
-    views nearest the ray's time; see the module docstring). -> (xyz [m, 3], rgb [m, 3], t [m]), m = n,
-    or 0 when no ray crosses the box."""
+    views nearest the ray's time; see the module docstring). Each further pass searches `samples` depths
+    again within one stratum either side of the last pass's choice (a long ray in a big box needs it).
+    -> (xyz [m, 3], rgb [m, 3], t [m]), m = n, or 0 when no ray crosses the box."""
     near, far = _box_span(rays.origins, rays.dirs, bounds.float())
     hit = far > near
     if n <= 0 or not bool(hit.any()):
@@ -99,22 +100,27 @@ def consistent_points_on_rays(rays: ForegroundRays, scene, bounds: Tensor, n: in
     o, d, c, t = rays.origins[hit], rays.dirs[hit], rays.colors[hit], rays.times[hit]
     near, far = near[hit], far[hit]
     idx = torch.randint(len(o), (n,), generator=generator, device="cpu")
-    u = (torch.arange(samples) + torch.rand(n, samples, generator=generator, device="cpu")) / samples
-    depth = near[idx, None] + u * (far[idx] - near[idx])[:, None]  # [n, S]
-    pts = o[idx, None] + depth[..., None] * d[idx, None]  # [n, S, 3]
+    lo, hi = near[idx], far[idx]
     cols, times = c[idx], t[idx]
     views = scene.split("train")
     view_times = np.array([v.time for v in views])
     images = _Images(scene, views, threshold)
-    score = torch.zeros(n, samples)
-    for time in torch.unique(times).tolist():
-        rows = (times == time).nonzero()[:, 0]
-        which = _neighbours(view_times, time, neighbours)
-        m, b, _ = votes(pts[rows].reshape(-1, 3), cols[rows].repeat_interleave(samples, 0), scene, views, which,
-                        images, threshold)
-        score[rows] = (m - BACKGROUND_WEIGHT * b).reshape(len(rows), samples)
-    best = score >= score.amax(1, keepdim=True) - 1e-6
-    pick = torch.multinomial(best.float(), 1, generator=generator)[:, 0]
+    for _ in range(max(passes, 1)):
+        u = (torch.arange(samples) + torch.rand(n, samples, generator=generator, device="cpu")) / samples
+        depth = lo[:, None] + u * (hi - lo)[:, None]  # [n, S]
+        pts = o[idx, None] + depth[..., None] * d[idx, None]  # [n, S, 3]
+        score = torch.zeros(n, samples)
+        for time in torch.unique(times).tolist():
+            rows = (times == time).nonzero()[:, 0]
+            which = _neighbours(view_times, time, neighbours)
+            m, b, _ = votes(pts[rows].reshape(-1, 3), cols[rows].repeat_interleave(samples, 0), scene, views, which,
+                            images, threshold)
+            score[rows] = (m - BACKGROUND_WEIGHT * b).reshape(len(rows), samples)
+        best = score >= score.amax(1, keepdim=True) - 1e-6
+        pick = torch.multinomial(best.float(), 1, generator=generator)[:, 0]
+        chosen = depth[torch.arange(n), pick]
+        step = (hi - lo) / samples
+        lo, hi = torch.maximum(chosen - step, near[idx]), torch.minimum(chosen + step, far[idx])
     return pts[torch.arange(n), pick], cols, times
 
 

@@ -1,0 +1,71 @@
+"""4K4D's background points: with masks of the subject only, the floor the images also show gets a static
+point set on it (not on the subject), which every frame draws undisplaced; the alpha is trained towards
+"differs from the background colour"; the set survives a state-dict round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from splat4d.data.scene import ArrayImage
+from splat4d.data.synthetic import load_synthetic
+from splat4d.methods.base import Batch, get_method
+from splat4d.methods.fourk4d.background import background_points
+from splat4d.methods.fourk4d.carve import CarveConfig
+
+RIG = dict(num_cameras=8, num_frames=3, width=48, height=48, test_cameras=(0,), speed=0.3,
+           elevations_deg=(20.0, 45.0))
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """Ground + sphere, masked like a capture whose masks hold the subject only: the sphere's."""
+    full = load_synthetic("default", objects=("ground", "sphere"), background=(1.0, 1.0, 1.0), **RIG)
+    alone = load_synthetic("default", objects=("sphere",), **RIG)
+    for split, views in full.splits.items():
+        for v, a in zip(views, alone.splits[split]):
+            v.mask = ArrayImage(alone.alpha_uint8(a)[..., None].repeat(3, -1), "sphere mask")
+    return full
+
+
+def test_points_lie_on_the_ground_not_on_the_subject(scene):
+    pts = background_points(scene, 300, torch.Generator().manual_seed(0))
+    assert len(pts) >= 150
+    off = (pts[:, 2] + 0.5).abs()  # SyntheticConfig: the ground disc lies at z = -0.5
+    # single-pixel colour matches on a two-colour checker leave some points a cell's parallax off (uniform
+    # depths in the search box: ~10 % within 0.1 of the ground)
+    assert float((off < 0.1).float().mean()) > 0.45 and float(off.median()) < 0.1, off.quantile(torch.tensor([0.5, 0.9]))
+
+
+def test_model_draws_them_in_every_frame_undisplaced(scene):
+    cls = get_method("fourk4d")
+    cfg = cls.Config(carve=CarveConfig(coarse_resolution=12, refine=2, points=400), grid_resolution=(8, 8, 8),
+                     grid_dim=4, multires=(1,), hidden=16, background_points=200)
+    model = cls.from_scene(scene, cfg, torch.Generator().manual_seed(0))
+    assert model.cfg.hull_from == "masks" and len(model.background) > 0
+    assert model.num_primitives == model.positions.shape[1] + len(model.background)
+    n = model.positions.shape[1]
+    for f in range(model.positions.shape[0]):
+        p = model.points_at(f)
+        assert torch.equal(p["means"][n:], model.background)
+    view = scene.split("train")[0]
+    model.train()
+    model.param_groups(10)
+    out = model.render(scene.camera(view), view.time, torch.ones(3))
+    batch = Batch(scene.camera(view), torch.tensor([view.time]), scene.image(view)[None], scene.alpha(view)[None],
+                  torch.ones(3), torch.tensor([0]))
+    # the ground counts as shown: the alpha target is 1 there although the mask is 0
+    loss, _ = model.loss(batch, [out], 0)
+    loss.backward()
+    assert model.background.grad is not None and model.background.grad.abs().sum() > 0
+    state = model.state_dict()
+    other = cls.empty(dataclasses.replace(cfg), state)
+    other.load_state_dict(state)
+    assert torch.equal(other.background, model.background)
+
+
+def test_masks_that_hold_everything_leave_no_background_points():
+    plain = load_synthetic("default", objects=("ground", "sphere"), **RIG)  # masks: every surface hit
+    assert background_points(plain, 100, torch.Generator().manual_seed(0)).shape == (0, 3)
