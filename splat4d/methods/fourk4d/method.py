@@ -9,6 +9,9 @@ frame's nearest source views (`ibr`) plus that residual. A view at time t draws 
 `render.points` (K nearest points per pixel, front to back). Loss: (1 - l) L1 + l D-SSIM, the accumulated
 alpha against the foreground (`lambda_mask`), and the squared displacement in voxels (`lambda_displacement`).
 
+Carved from masks (the subject only), a capture that also shows a floor or a set gets a static point set
+for it (`background`), drawn with every frame's points, never displaced, coloured and sized like them.
+
 The training images of every frame are part of the model (uint8, in the checkpoint): IBR needs them at
 render time, as 4K4D's does.
 """
