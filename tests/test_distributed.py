@@ -54,3 +54,24 @@ def test_two_gloo_ranks_equal_one_process_with_twice_the_batch(tmp_path):
 def test_python_dash_m_splat4d_is_the_cli():
     r = subprocess.run([sys.executable, "-m", "splat4d", "--help"], capture_output=True, text=True, env=ENV, timeout=60)
     assert r.returncode == 0 and "splat4d COMMAND" in r.stdout
+
+
+ADCGS = [
+    "adcgs", "--data", "synthetic:tiny", "--device", "cpu", "--iters", "30", "--save-every", "0", "--seed", "4",
+    "--method.k", "3", "--method.feature-dim", "8", "--method.residual-dim", "4", "--method.time-dim", "8",
+    "--method.time-feature-dim", "8", "--method.pe-freqs", "2", "--method.hidden", "8", "--method.deform-hidden", "8",
+    "--method.max-init-anchors", "60", "--method.refine-every", "5", "--method.refine-start-fraction", "0.0",
+    "--method.reseed-anchors", "6", "--method.max-anchors", "400",
+]
+
+
+@pytest.mark.skipif(not TORCHRUN.exists() or not torch.distributed.is_available(), reason="no torchrun / torch.distributed")
+def test_adcgs_ranks_grow_prune_and_reseed_alike(tmp_path):
+    """Each rank notes the missed rays of its own views; every refinement must still edit all ranks' anchors
+    alike (otherwise the gradient all-reduce meets tensors of different shapes and the run fails)."""
+    out = tmp_path / "two"
+    r = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "splat4d", "fit", *ADCGS,
+                        "--batch-size", "1", "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = load_checkpoint(out, "adcgs")
+    assert ckpt["step"] == 30 and ckpt["model"]["field.anchors"].shape[0] > 0
