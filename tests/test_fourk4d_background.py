@@ -47,9 +47,13 @@ def test_model_draws_them_in_every_frame_undisplaced(scene):
     assert model.cfg.hull_from == "masks" and len(model.background) > 0
     assert model.num_primitives == model.positions.shape[1] + len(model.background)
     n = model.positions.shape[1]
+    spacing = model.background_spacing
+    assert spacing.shape == (len(model.background),) and bool((spacing > 0).all())
     for f in range(model.positions.shape[0]):
         p = model.points_at(f)
         assert torch.equal(p["means"][n:], model.background)
+        r = p["radii"][n:] / spacing  # sized by their spacing, not by the carving voxel
+        assert bool((r >= 0.5 - 1e-6).all() and (r <= 2.0 + 1e-6).all())
     view = scene.split("train")[0]
     model.train()
     model.param_groups(10)

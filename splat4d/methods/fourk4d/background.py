@@ -5,7 +5,8 @@ that reaches past the scene box into a thick slab of wrong points (MuJoCo toss: 
 points come from rays through training pixels that differ from the background colour but lie outside the
 masks, each at the depth the same time's other cameras agree with (`data.ray_depths`, two passes), kept where views
 spread over the whole capture agree on its colour (`static_points`). Depths are searched in the scene box
-grown by BOX_GROWTH on every side, since such a set usually reaches beyond the subject's box.
+grown by BOX_GROWTH on every side, since such a set usually reaches beyond the subject's box (MuJoCo toss:
+grown by its size, the far part of the floor stayed black).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch import Tensor
 from splat4d.data.foreground import foreground_rays
 from splat4d.data.ray_depths import consistent_points_on_rays, static_points
 
-BOX_GROWTH = 1.0
+BOX_GROWTH = 2.0
 """Each side of the search box moves out by this fraction of the scene box's size."""
 CANDIDATES = 3
 """Rays tried per point wanted (some fail the whole-capture colour test)."""

@@ -39,6 +39,22 @@ from splat4d.train.losses import photometric_loss
 from splat4d.train.optim import ParamGroup
 
 
+BACKGROUND_NEIGHBOUR = 3
+"""A background point's radius is 0.5-2 x the distance to its BACKGROUND_NEIGHBOUR-th nearest neighbour (a
+far floor seen at a grazing angle gets few, far-apart points; the carving voxel would leave holes there)."""
+
+
+def point_spacing(points: Tensor, k: int = BACKGROUND_NEIGHBOUR, chunk: int = 2048) -> Tensor:
+    """[M] distance from each point [M, 3] to its k-th nearest other point (0 with fewer than k + 1)."""
+    if len(points) <= k:
+        return points.new_zeros(len(points))
+    out = []
+    for i in range(0, len(points), chunk):
+        d = torch.cdist(points[i:i + chunk], points)
+        out.append(d.topk(k + 1, dim=1, largest=False).values[:, k])
+    return torch.cat(out)
+
+
 @dataclass
 class FourK4DConfig:
     """4K4D: carved point sequences, 4D feature grid, hybrid IBR + SH appearance, depth peeling."""
@@ -119,6 +135,8 @@ class FourK4D(Method):
         self.positions = torch.nn.Parameter(positions.float())  # [F, N, 3]
         bg = background if background is not None else positions.new_zeros(0, 3)
         self.background = torch.nn.Parameter(bg.float().to(positions.device))  # [M, 3], every frame's
+        # [M] each background point's distance to its BACKGROUND_NEIGHBOUR-th nearest: its radius scale
+        self.register_buffer("background_spacing", point_spacing(self.background.detach()))
         self.register_buffer("frame_times", frame_times.float())  # [F]
         self.register_buffer("images", images)  # [F, V, H, W, 3] uint8
         self.register_buffer("src_viewmats", src_viewmats.float())  # [V, 4, 4]
@@ -176,6 +194,12 @@ class FourK4D(Method):
         return cls(cfg, z("positions"), z("frame_times"), z("images"), z("src_viewmats"), z("src_Ks"),
                    state["grid.bounds"].cpu(), float(state["voxel"]), background)
 
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        state = dict(state)
+        for name in ("background", "background_spacing"):  # runs saved before the background set had none
+            state.setdefault(name, getattr(self, name).detach())
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
     # ------------------------------------------------------------ model
     @property
     def num_primitives(self) -> int:
@@ -200,6 +224,9 @@ class FourK4D(Method):
             disp = torch.cat([disp[:n], torch.zeros_like(disp[n:])])
         g = self.geometry(feats)
         radii = (c.radius_min + (c.radius_max - c.radius_min) * torch.sigmoid(g[:, 0])) * v
+        if len(self.background):  # a background point covers its share of the set however far apart they are
+            bg_radii = self.background_spacing * (0.5 + 1.5 * torch.sigmoid(g[n:, 0]))
+            radii = torch.cat([radii[:n], bg_radii])
         dens = torch.sigmoid(g[:, 1] + 2.0)
         sh = self.sh(feats).reshape(len(base), -1, 3)
         return {"means": base + disp, "radii": radii, "densities": dens, "sh": sh, "features": feats,
