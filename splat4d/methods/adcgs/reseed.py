@@ -43,15 +43,15 @@ class MissedRays:
             ys, xs = missed[i].nonzero(as_tuple=True)
             if len(ys) == 0:
                 continue
-            pick = torch.randperm(len(ys), generator=generator)[:RAYS_PER_VIEW]
+            pick = torch.randperm(len(ys), generator=generator, device="cpu")[:RAYS_PER_VIEW]
             ys, xs = ys[pick], xs[pick]
             cam = cameras[i].to("cpu")
             pix = torch.stack([xs.float() + 0.5, ys.float() + 0.5], -1)[None]
-            far = cam.unproject(pix, torch.ones(1, len(ys)))[0]
+            far = cam.unproject(pix, torch.ones(1, len(ys), device="cpu"))[0]
             origin = cam.centers[0].expand_as(far)
             dirs = torch.nn.functional.normalize(far - origin, dim=-1)
             self.parts.append((origin, dirs, images[i, ys.to(images.device), xs.to(images.device)].detach().float().cpu(),
-                               torch.full((len(ys),), float(times[i]))))
+                               torch.full((len(ys),), float(times[i]), device="cpu")))
             self.count += len(ys)
         while self.count > MAX_RAYS and len(self.parts) > 1:
             self.count -= len(self.parts.pop(0)[0])

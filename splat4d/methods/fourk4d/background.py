@@ -28,7 +28,7 @@ def background_points(scene, n: int, generator: torch.Generator) -> Tensor:
     nothing besides it)."""
     rays = foreground_rays(scene, outside_masks=True)
     if n <= 0 or len(rays.origins) == 0:
-        return torch.zeros(0, 3)
+        return torch.zeros(0, 3, device="cpu")
     b = scene.bounds.float()
     box = torch.stack([b[0] - BOX_GROWTH * (b[1] - b[0]), b[1] + BOX_GROWTH * (b[1] - b[0])])
     pts, cols, _ = consistent_points_on_rays(rays, scene, box, CANDIDATES * n, generator, passes=2)
