@@ -139,7 +139,7 @@ class AnchorRefiner:
             donor = int(torch.where(keep, self.max_opacity.reshape(len(field), -1).amax(1), -1.0).argmax())
             rows = seed_anchors(field, rays, scene, scene.bounds.float(), n, float(method.voxel), donor,
                                 self.cfg.clone_t_scale, self.generator)
-        return gather_rows(rows, max(n, 0)) if size > 1 and n > 0 else rows
+        return gather_rows(rows, n) if n > 0 else rows
 
     def _new_anchors(self, field, significance: Tensor, keep: Tensor, voxel: float, threshold: float,
                      seeded: int = 0) -> dict[str, Tensor]:

@@ -223,10 +223,9 @@ class FourK4D(Method):
         if len(self.background):  # the background points stay where they are
             disp = torch.cat([disp[:n], torch.zeros_like(disp[n:])])
         g = self.geometry(feats)
-        radii = (c.radius_min + (c.radius_max - c.radius_min) * torch.sigmoid(g[:, 0])) * v
+        radii = (c.radius_min + (c.radius_max - c.radius_min) * torch.sigmoid(g[:n, 0])) * v
         if len(self.background):  # a background point covers its share of the set however far apart they are
-            bg_radii = self.background_spacing * (0.5 + 1.5 * torch.sigmoid(g[n:, 0]))
-            radii = torch.cat([radii[:n], bg_radii])
+            radii = torch.cat([radii, self.background_spacing * (0.5 + 1.5 * torch.sigmoid(g[n:, 0]))])
         dens = torch.sigmoid(g[:, 1] + 2.0)
         sh = self.sh(feats).reshape(len(base), -1, 3)
         return {"means": base + disp, "radii": radii, "densities": dens, "sh": sh, "features": feats,
