@@ -162,6 +162,29 @@ def test_temporal_opacity_scales_an_anchors_primitives_by_its_time_window():
         AnchorField(*(getattr(f, k) for k in f.FIELDS), DIMS, True, 1.0, (mu[:2], mu[:2]))
 
 
+def test_an_anchor_with_a_velocity_moves_by_it_away_from_its_time_centre():
+    f = _field()
+    A, K = len(f), DIMS.k
+    mu, v = torch.linspace(0, 1, A), torch.randn(A, 3, generator=torch.Generator().manual_seed(1))
+    t = AnchorField(*(getattr(f, k) for k in f.FIELDS), DIMS, True, 1.0, (mu, torch.full((A,), -2.0), v))
+    t.load_state_dict({k: val for k, val in f.state_dict().items()}, strict=False)
+    assert t.velocity and t.fields[-1] == "t_velocity"
+    with torch.no_grad():  # the coarse network starts at zero motion: what moves is v (t - mu)
+        a, b = t.primitives(0.2), t.primitives(0.7)
+        still = t.primitives(0.7, dynamic=False)  # the static warm-up has no motion at all
+    slot_anchor = a["slot"] // K
+    torch.testing.assert_close(b["means"] - a["means"], 0.5 * v[slot_anchor])
+    torch.testing.assert_close(a["means"] - a["canonical_means"], (v * (0.2 - mu)[:, None])[slot_anchor])
+    torch.testing.assert_close(still["means"], still["canonical_means"])
+    sub = t.subset(torch.tensor([2, 0]))
+    torch.testing.assert_close(sub.t_velocity.detach(), v[[2, 0]])
+    loss = t.primitives(0.9)["means"].sum()
+    loss.backward()
+    torch.testing.assert_close(t.t_velocity.grad, (0.9 - mu)[:, None].expand(A, 3) * K, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="t_velocity must have shape"):
+        AnchorField(*(getattr(f, k) for k in f.FIELDS), DIMS, True, 1.0, (mu, mu, v[:, :2]))
+
+
 def test_growth_places_finer_anchors_where_the_coarse_voxel_is_taken():
     from types import SimpleNamespace
 

@@ -116,10 +116,13 @@ class AnchorField(nn.Module):
     FIELDS = ("anchors", "log_cov", "colors", "f_v", "f_g")
     TEMPORAL_FIELDS = ("t_means", "t_log_scales")
     """Optional per-anchor temporal opacity: centre in [0, 1] and log of the width, [A] each."""
+    VELOCITY_FIELD = "t_velocity"
+    """Optional with a temporal opacity: a velocity per anchor [A, 3] (scene units per clip), the anchor at
+    t moving by v (t - mu_v) on top of the coarse network's motion."""
 
     def __init__(self, anchors: Tensor, log_cov: Tensor, colors: Tensor, f_v: Tensor, f_g: Tensor,
                  dims: AnchorDims = AnchorDims(), fine: bool = True, motion_bound: float = 1.0,
-                 temporal: tuple[Tensor, Tensor] | None = None):
+                 temporal: tuple[Tensor, ...] | None = None):
         super().__init__()
         # largest anchor displacement (scene units), as float32 holds it: the same in a model and its decoding
         self.motion_bound = float(np.float32(motion_bound))
@@ -131,10 +134,13 @@ class AnchorField(nn.Module):
                 raise ValueError(f"{name} must have shape {shapes[name]}, got {tuple(t.shape)}")
             setattr(self, name, nn.Parameter(t.detach().clone().float().contiguous()))
         self.temporal = temporal is not None
+        self.velocity = self.temporal and len(temporal) == 3
         if self.temporal:
-            for name, t in zip(self.TEMPORAL_FIELDS, temporal):
-                if tuple(t.shape) != (A,):
-                    raise ValueError(f"{name} must have shape {(A,)}, got {tuple(t.shape)}")
+            names = self.TEMPORAL_FIELDS + ((self.VELOCITY_FIELD,) if self.velocity else ())
+            for name, t in zip(names, temporal):
+                shape = (A, 3) if name == self.VELOCITY_FIELD else (A,)
+                if tuple(t.shape) != shape:
+                    raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
                 setattr(self, name, nn.Parameter(t.detach().clone().float().contiguous()))
         self.dims, self.fine = dims, bool(fine)
         # canonical primitives: offset 3, size 3, rotation 4, colour residual 3, opacity 1
@@ -178,11 +184,20 @@ class AnchorField(nn.Module):
     @property
     def fields(self) -> tuple[str, ...]:
         """Names of the per-anchor tensors (FIELDS, plus TEMPORAL_FIELDS with a temporal opacity)."""
-        return self.FIELDS + self.TEMPORAL_FIELDS if self.temporal else self.FIELDS
+        if not self.temporal:
+            return self.FIELDS
+        return self.FIELDS + self.TEMPORAL_FIELDS + ((self.VELOCITY_FIELD,) if self.velocity else ())
+
+    def temporal_rows(self, rows=None) -> tuple[Tensor, ...] | None:
+        """The temporal tensors (centres, log-widths and, when present, velocities), of `rows` when given."""
+        if not self.temporal:
+            return None
+        names = self.fields[len(self.FIELDS):]
+        return tuple(getattr(self, k) if rows is None else getattr(self, k)[rows] for k in names)
 
     def subset(self, rows: Tensor) -> "AnchorField":
         """A new field of the anchors `rows` (index or mask) with copies of these networks' weights."""
-        temporal = (self.t_means[rows], self.t_log_scales[rows]) if self.temporal else None
+        temporal = self.temporal_rows(rows)
         out = AnchorField(*(getattr(self, k)[rows] for k in self.FIELDS), self.dims, self.fine, self.motion_bound,
                           temporal)
         own = {k: v for k, v in self.state_dict().items() if k.split(".")[0] not in self.fields}
@@ -242,6 +257,8 @@ class AnchorField(nn.Module):
         rows = None if coarse_pre is not None else self.coarse_rows(attrs)
         dx, dsize, dcol = self.coarse.forward_shared(rows, f_t, coarse_pre).split(3, dim=-1)
         dx, dsize, dcol = _bounded(dx, self.motion_bound), _bounded(dsize, 1.0), _bounded(dcol, 0.5)
+        if self.velocity:
+            dx = dx + self.t_velocity * (float(t) - self.t_means)[:, None]
         if self.fine:
             pe = positional_encoding(self.anchors + dx, self.dims.pe_freqs, include_input=False)
             fine = self.fine_net.forward_shared(pe, f_t).reshape(A, K, 4)

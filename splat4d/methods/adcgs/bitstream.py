@@ -10,8 +10,8 @@ Sections, in order:
 - ``positions``: anchor positions quantised and coded with Draco, order kept (`codec.positions`);
 - ``hyper``, ``f_v``, ``cov``, ``col``, ``f_g.0`` ... ``f_g.3``: the anchor attributes entropy-coded under the
   entropy model's own distributions (`EntropyModel.compress`), decoded in that order;
-- ``temporal`` (models with a temporal opacity): every anchor's temporal centre, then its log-width, raw
-  fp16 (4 bytes per anchor).
+- ``temporal`` (models with a temporal opacity): every anchor's temporal centre, then its log-width, then
+  (models with anchor velocities) its velocity, raw fp16 (4 or 10 bytes per anchor).
 
 `encode` first makes the lossy choices on a copy of the model (network weights rounded to the stored
 precision, positions through Draco, attributes rounded by the entropy model) and codes that copy, which is
@@ -88,20 +88,23 @@ def quantised_copy(method, weights: str = "fp16", position_bits: int = 16) -> tu
         pos = encode_positions(ref.field.anchors.numpy(), bits=position_bits)
         ref.field.anchors.copy_(torch.from_numpy(decode_positions(pos, len(ref.field))))
         if ref.field.temporal:
-            for p in (ref.field.t_means, ref.field.t_log_scales):
+            for p in ref.field.temporal_rows():
                 p.copy_(p.half().float())
     return ref, pos
 
 
 def _pack_temporal(field) -> bytes:
-    return torch.cat([field.t_means, field.t_log_scales]).detach().cpu().half().numpy().tobytes()
+    return torch.cat([t.reshape(-1) for t in field.temporal_rows()]).detach().cpu().half().numpy().tobytes()
 
 
-def _unpack_temporal(payload: bytes, anchors: int, source: str) -> tuple[Tensor, Tensor]:
-    if len(payload) != 4 * anchors:
-        raise BitstreamError(f"{source}: section 'temporal' holds {len(payload)} bytes, expected {4 * anchors}")
+def _unpack_temporal(payload: bytes, anchors: int, velocity: bool, source: str) -> tuple[Tensor, ...]:
+    per_anchor = 10 if velocity else 4
+    if len(payload) != per_anchor * anchors:
+        raise BitstreamError(f"{source}: section 'temporal' holds {len(payload)} bytes, expected "
+                             f"{per_anchor * anchors}")
     values = torch.from_numpy(np.frombuffer(payload, dtype=np.float16).astype(np.float32))
-    return values[:anchors], values[anchors:]
+    out = (values[:anchors], values[anchors : 2 * anchors])
+    return out + (values[2 * anchors :].reshape(anchors, 3),) if velocity else out
 
 
 def encode(method, config: dict, step: int, weights: str = "fp16", position_bits: int = 16) -> tuple[bytes, object, dict]:
@@ -110,7 +113,10 @@ def encode(method, config: dict, step: int, weights: str = "fp16", position_bits
 
     t0 = time.perf_counter()
     ref, positions = quantised_copy(method, weights, position_bits)
-    a = ref.coded_attributes()
+    # copies: set_decoded_attributes below overwrites the parameters, and the estimate must be of the coding
+    # done here (the hyperprior of the unrounded f_v), not of one from the rounded values (that differed
+    # by 5 % for f_v at lambda_e 1e-2 on D-NeRF)
+    a = {k: v.detach().clone() for k, v in ref.coded_attributes().items()}
     payloads, coded = ref.entropy.compress(a["f_v"], a["f_g"], a["cov"], a["col"])
     ref.set_decoded_attributes({k: v.float() for k, v in coded.items()})
     _, est = _estimated_section_bits(ref, a)
@@ -120,7 +126,7 @@ def encode(method, config: dict, step: int, weights: str = "fp16", position_bits
         "grow_threshold": float(ref.grow_threshold), "stages": [int(ref.warmup_iters), int(ref.quantise_iters),
                                                                 int(ref.rate_iters)],
         "weights": weights, "position_bits": position_bits, "container_version": FORMAT_VERSION,
-        "temporal": bool(ref.field.temporal),
+        "temporal": bool(ref.field.temporal), "velocity": bool(ref.field.velocity),
     }
     sections = {"header": json.dumps(header).encode(), "networks": _pack_tensors(_network_state(ref), WEIGHT_DTYPES[weights]),
                 "positions": positions, **payloads}
@@ -163,6 +169,7 @@ def decode(data: bytes, source: str = "bitstream"):
         cls = get_method("adcgs")
         cfg = from_plain(cls.Config, config["method_config"], "method")
         cfg.temporal_opacity = bool(header.get("temporal", False))  # absent: written before it existed
+        cfg.anchor_velocity = bool(header.get("velocity", False))
         A, rows = int(header["anchors"]), int(header["time_rows"])
     except (KeyError, TypeError, ValueError) as e:
         raise BitstreamError(f"{source}: section 'header' is malformed ({e})") from None
@@ -183,9 +190,9 @@ def decode(data: bytes, source: str = "bitstream"):
         decoded = method.entropy.decompress(sections, A)
         method.set_decoded_attributes({k: v.float() for k, v in decoded.items()})
         if cfg.temporal_opacity:
-            t_means, t_log = _unpack_temporal(sections["temporal"], A, source)
-            method.field.t_means.copy_(t_means)
-            method.field.t_log_scales.copy_(t_log)
+            for p, v in zip(method.field.temporal_rows(),
+                            _unpack_temporal(sections["temporal"], A, cfg.anchor_velocity, source)):
+                p.copy_(v)
         for buf, v in zip((method.warmup_iters, method.quantise_iters, method.rate_iters), header["stages"]):
             buf.fill_(int(v))
         method.step.fill_(int(header["step"]))

@@ -106,6 +106,15 @@ class ADCGSConfig:
     """Foreground anchors whose colour the training views of the whole capture agree with
     (`data.ray_depths.static_points`: static content such as a floor that is not the background colour)
     start t_scale_init wide in time, not clone_t_scale: one anchor then serves every frame."""
+    anchor_velocity: bool = True
+    """With a temporal opacity, give every anchor a velocity v_v (3 values, fp16 in the bitstream's
+    temporal section; not in the paper, as Spacetime Gaussians' polynomial motion): the anchor at t moves by
+    v_v (t - mu_v) besides the coarse network's motion. Anchors narrow in time each serve a short stretch
+    of the clip, and the coarse network (one small MLP for all anchors) fitted their motion within it
+    poorly: on D-NeRF collision the balls rendered blurred and a few pixels behind where the training
+    views show them. False: motion from the coarse network alone."""
+    lr_velocity: float = 2.5e-3
+    """Learning rate of the anchor velocities, times the scene extent (decays to 1/10 from the warm-up's end)."""
     lr_t_means: float = 1e-3
     """Learning rate of the anchors' temporal centres."""
     lr_t_scales: float = 5e-3
@@ -214,6 +223,7 @@ class ADCGSConfig:
         check_float(f"{prefix}.dynamic_init_fraction", self.dynamic_init_fraction, 0, 1)
         check_int(f"{prefix}.grow_levels", self.grow_levels, 1, 8)
         check_bool(f"{prefix}.temporal_opacity", self.temporal_opacity)
+        check_bool(f"{prefix}.anchor_velocity", self.anchor_velocity)
         check_bool(f"{prefix}.wide_static_anchors", self.wide_static_anchors)
         for name in ("t_scale_init", "clone_t_scale"):
             check_float(f"{prefix}.{name}", getattr(self, name), 0, lo_open=True)
@@ -234,7 +244,7 @@ class ADCGSConfig:
         for name in ("step_f_v", "step_f_g", "step_cov", "step_col"):
             check_float(f"{prefix}.{name}", getattr(self, name), 0, lo_open=True)
         check_positive_lrs(self, prefix, ("lr_features", "lr_log_cov", "lr_colors", "lr_mlp", "lr_deform", "lr_entropy",
-                                          "lr_t_means", "lr_t_scales"))
+                                          "lr_t_means", "lr_t_scales", "lr_velocity"))
         check_choice(f"{prefix}.backend", self.backend, BACKENDS)
         check_choice(f"{prefix}.ray_depths", self.ray_depths, ("consistent", "uniform"))
 
@@ -316,7 +326,9 @@ class ADCGS(Method):
         """A model of `anchors` anchors with zero attributes (to receive decoded values)."""
         dims = cfg.anchor_dims(time_rows)
         z = lambda *shape: torch.zeros(*shape, device="cpu")  # noqa: E731 (moved to the device by the caller)
-        temporal = (z(anchors), z(anchors)) if cfg.temporal_opacity else None
+        temporal = None
+        if cfg.temporal_opacity:
+            temporal = (z(anchors), z(anchors), z(anchors, 3)) if cfg.anchor_velocity else (z(anchors), z(anchors))
         field = AnchorField(z(anchors, 3), z(anchors, 6), z(anchors, 3), z(anchors, dims.f_v), z(anchors, dims.k, dims.f_g),
                             dims, cfg.fine_stage, extent, temporal)
         return cls(cfg, field, extent, voxel, grow_threshold)
@@ -343,9 +355,14 @@ class ADCGS(Method):
             extra = int(state["field.coarse.inp.weight"].shape[1]) - cfg.feature_dim - cfg.time_feature_dim
             cfg.coarse_pe_freqs = max(extra, 0) // 6
         cfg.temporal_opacity = "field.t_means" in state  # runs saved before it existed have none
+        cfg.anchor_velocity = "field.t_velocity" in state
         dims = cfg.anchor_dims(int(state["field.time_table.table"].shape[0]))
         extent = float(state["extent"])
-        temporal = (torch.zeros_like(state["field.t_means"]),) * 2 if cfg.temporal_opacity else None
+        temporal = None
+        if cfg.temporal_opacity:
+            temporal = tuple(torch.zeros_like(state[f"field.{k}"]) for k in AnchorField.TEMPORAL_FIELDS)
+            if cfg.anchor_velocity:
+                temporal += (torch.zeros_like(state[f"field.{AnchorField.VELOCITY_FIELD}"]),)
         field = AnchorField(*(torch.zeros_like(shapes[k]) for k in AnchorField.FIELDS), dims, cfg.fine_stage, extent,
                             temporal)
         return cls(cfg, field, extent, float(state["voxel"]), float(state["grow_threshold"]))
@@ -363,6 +380,9 @@ class ADCGS(Method):
             list(f.fine_net.parameters())
         temporal = [ParamGroup("t_means", [f.t_means], c.lr_t_means, per_gaussian=True),
                     ParamGroup("t_log_scales", [f.t_log_scales], c.lr_t_scales, per_gaussian=True)] if f.temporal else []
+        if f.velocity:
+            temporal.append(ParamGroup("t_velocity", [f.t_velocity], c.lr_velocity * e, c.lr_velocity * e / 10,
+                                       max(total_steps - start, 1), per_gaussian=True, start=start))
         return temporal + [
             ParamGroup("anchors", [f.anchors], c.lr_anchors * e, c.lr_anchors * e / 100 if c.lr_anchors > 0 else None,
                        total_steps, per_gaussian=True),
@@ -542,8 +562,11 @@ def with_temporal_opacity(field: AnchorField, rays, bounds: Tensor, cfg: ADCGSCo
 
         t_log_rays[static_points(pts, cols, scene)] = math.log(cfg.t_scale_init)
     t_log = torch.cat([torch.full((A,), math.log(cfg.t_scale_init), device="cpu"), t_log_rays])
+    temporal = (t_means.to(field.anchors), t_log.to(field.anchors))
+    if cfg.anchor_velocity:
+        temporal += (torch.zeros(A + n, 3, device=field.anchors.device),)
     out = AnchorField(*(grow(getattr(field, k), new[k]) for k in AnchorField.FIELDS), d, field.fine,
-                      field.motion_bound, (t_means.to(field.anchors), t_log.to(field.anchors)))
+                      field.motion_bound, temporal)
     out.load_state_dict({k: v for k, v in field.state_dict().items() if k.split(".")[0] not in field.fields},
                         strict=False)
     return out

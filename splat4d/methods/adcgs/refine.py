@@ -160,6 +160,9 @@ class AnchorRefiner:
         peak_t = None
         if field.temporal:
             peak_t = self.peak_time if self.peak_time is not None else field.t_means.repeat_interleave(K)
+            if field.velocity:  # where the primitive was at its peak time, apart from the coarse motion
+                lag = (peak_t - field.t_means.repeat_interleave(K))[:, None]
+                canon = canon + field.t_velocity.repeat_interleave(K, 0) * lag
         placed, placed_t = field.anchors[keep].detach(), field.t_means[keep].detach() if field.temporal else None
         for level in range(self.cfg.grow_levels):
             size = voxel / 4**level
