@@ -1,7 +1,7 @@
 """Test views of several run folders side by side with the ground truth, one row per view:
 run 1 | run 2 | ... | ground truth. For the pictures in docs/benchmarks.md.
 
-Usage: python benchmarks/test_views.py RUN [RUN ...] --out docs/images/NAME.png [--views 0 5 10]
+Usage: python benchmarks/test_views.py --runs RUN [RUN ...] --out docs/images/NAME.png [--views 0 5 10]
 (runs must share a scene; the scene is read from the first run's config.yaml)
 """
 
