@@ -219,6 +219,22 @@ def test_a_model_without_velocities_codes_and_loads(scene):
     assert not loaded.field.velocity and not loaded.cfg.anchor_velocity
 
 
+def test_the_fine_encoding_unit_follows_the_scene_and_old_runs_keep_world_units(scene):
+    cls = get_method("adcgs")
+    m = cls.from_scene(scene, _cfg(), torch.Generator().manual_seed(0))
+    assert m.cfg.pe_unit == pytest.approx(float(m.extent) / 4, rel=1e-6) and m.field.dims.pe_unit == m.cfg.pe_unit
+    old = _cfg()  # a config saved before pe_unit existed reads as 0: positions in world units, as trained
+    assert old.pe_unit == 0 and cls.empty(old, m.state_dict()).field.dims.pe_unit == 1.0
+    with torch.no_grad():  # the unit scales the fine network's input: a twice larger scene, a twice larger unit
+        m.field.fine_net.out.weight.normal_()
+        a = m.field.deform(0.3)["opac_scale_k"]
+        big = cls.empty(_cfg(pe_unit=2 * m.cfg.pe_unit), m.state_dict())
+        big.load_state_dict(m.state_dict())
+        big.field.anchors.mul_(2)
+        big.field.coarse.out.bias.zero_()
+        torch.testing.assert_close(big.field.deform(0.3)["opac_scale_k"], a)
+
+
 def test_a_saved_model_loads_under_other_width_defaults(scene):
     cls = get_method("adcgs")
     m = cls.from_scene(scene, _cfg(entropy_hidden=16, coarse_pe_freqs=2))

@@ -65,11 +65,12 @@ class AnchorDims:
     time_rows: int = 25  # rows of the time table Z (frames)
     time_dim: int = 256  # width of Z
     f_t: int = 32  # time feature after F_s
-    pe_freqs: int = 12  # positional encoding of the deformed anchor: 3 x 2 x 12 = 72
+    pe_freqs: int = 12  # positional encoding of the deformed anchor: 3 x 2 x pe_freqs values
     hidden: int = 32  # width of the residual MLPs
     deform_hidden: int = 64  # width of the coarse and fine deformation networks
     coarse_pe_freqs: int = 0  # positional encoding of X_v / extent as a further coarse-net input (0: eq. 2)
     time_smooth: float = 0.0  # correlation length of the time table's initial rows (rows; 0: independent)
+    pe_unit: float = 1.0  # the deformed anchor's position is divided by this before the fine stage's encoding
 
 
 class ResidualMLP(nn.Module):
@@ -260,7 +261,7 @@ class AnchorField(nn.Module):
         if self.velocity:
             dx = dx + self.t_velocity * (float(t) - self.t_means)[:, None]
         if self.fine:
-            pe = positional_encoding(self.anchors + dx, self.dims.pe_freqs, include_input=False)
+            pe = positional_encoding((self.anchors + dx) / self.dims.pe_unit, self.dims.pe_freqs, include_input=False)
             fine = self.fine_net.forward_shared(pe, f_t).reshape(A, K, 4)
             opac_scale_k, dcol_k = 2.0 * torch.sigmoid(fine[..., 0]), _bounded(fine[..., 1:], 0.5)
         else:
