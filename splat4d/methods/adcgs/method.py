@@ -343,11 +343,8 @@ class ADCGS(Method):
         """A model of `anchors` anchors with zero attributes (to receive decoded values)."""
         dims = cfg.anchor_dims(time_rows)
         z = lambda *shape: torch.zeros(*shape, device="cpu")  # noqa: E731 (moved to the device by the caller)
-        temporal = None
-        if cfg.temporal_opacity:
-            temporal = (z(anchors), z(anchors), z(anchors, 3)) if cfg.anchor_velocity else (z(anchors), z(anchors))
         field = AnchorField(z(anchors, 3), z(anchors, 6), z(anchors, 3), z(anchors, dims.f_v), z(anchors, dims.k, dims.f_g),
-                            dims, cfg.fine_stage, extent, temporal)
+                            dims, cfg.fine_stage, extent, _zero_temporal(cfg, anchors))
         return cls(cfg, field, extent, voxel, grow_threshold)
 
     @torch.no_grad()
@@ -375,13 +372,8 @@ class ADCGS(Method):
         cfg.anchor_velocity = "field.t_velocity" in state
         dims = cfg.anchor_dims(int(state["field.time_table.table"].shape[0]))
         extent = float(state["extent"])
-        temporal = None
-        if cfg.temporal_opacity:
-            temporal = tuple(torch.zeros_like(state[f"field.{k}"]) for k in AnchorField.TEMPORAL_FIELDS)
-            if cfg.anchor_velocity:
-                temporal += (torch.zeros_like(state[f"field.{AnchorField.VELOCITY_FIELD}"]),)
         field = AnchorField(*(torch.zeros_like(shapes[k]) for k in AnchorField.FIELDS), dims, cfg.fine_stage, extent,
-                            temporal)
+                            _zero_temporal(cfg, len(shapes["anchors"])))
         return cls(cfg, field, extent, float(state["voxel"]), float(state["grow_threshold"]))
 
     # ------------------------------------------------------------ training
@@ -587,6 +579,14 @@ def with_temporal_opacity(field: AnchorField, rays, bounds: Tensor, cfg: ADCGSCo
     out.load_state_dict({k: v for k, v in field.state_dict().items() if k.split(".")[0] not in field.fields},
                         strict=False)
     return out
+
+
+def _zero_temporal(cfg: ADCGSConfig, anchors: int) -> tuple[Tensor, ...] | None:
+    """Zero temporal tensors of a model to load into (centres, log-widths and, with velocities, velocities)."""
+    if not cfg.temporal_opacity:
+        return None
+    z = lambda *shape: torch.zeros(*shape, device="cpu")  # noqa: E731
+    return (z(anchors), z(anchors), z(anchors, 3)) if cfg.anchor_velocity else (z(anchors), z(anchors))
 
 
 def auto_voxel(points: Tensor, extent: float, max_anchors: int) -> float:

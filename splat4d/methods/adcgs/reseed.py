@@ -80,7 +80,7 @@ def seed_anchors(field, rays: ForegroundRays, scene, bounds: Tensor, n: int, vox
     if field.temporal:
         out["t_means"] = times.to(dev)
         out["t_log_scales"] = torch.full((m,), math.log(clone_t_scale), device=dev)
-    if getattr(field, "velocity", False):  # the donor moves with something else
+    if field.velocity:  # the donor moves with something else
         out["t_velocity"] = torch.zeros(m, 3, device=dev)
     return out
 
