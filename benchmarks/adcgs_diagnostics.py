@@ -1,4 +1,4 @@
-"""Two ADC-GS diagnostics behind docs/benchmarks.md ("Fifth session"); each prints and writes JSON.
+"""ADC-GS diagnostics behind docs/benchmarks.md ("Fifth session", "Eighth session"); each prints and writes JSON.
 
 rows RUN: test PSNR of a finished adcgs run as it is, and with every time-table row that no training view
     reads replaced by the interpolation of its trained neighbours (nothing retrained): how much untrained
@@ -6,15 +6,22 @@ rows RUN: test PSNR of a finished adcgs run as it is, and with every time-table 
 prune --seed S --until N [--setting name=value ...]: fits adcgs on D-NeRF collision 200x200 (3000-iteration
     schedule) and records, at every refinement up to iteration N, what was grown and pruned, how many
     anchors were seen, and the quantiles of each seen anchor's largest opacity.
+regions REFERENCE RUN [RUN ...]: test-view PSNR of each run (any method, all on one masked capture) over
+    three regions: the foreground masks ("object"), pixels outside them that show the background colour
+    ("sky": every channel within 0.06 of it) and the rest ("floor"); and each run's whole-image PSNR with
+    one region's errors replaced by REFERENCE's (how much of the gap to REFERENCE that region holds).
 
 Usage: python benchmarks/adcgs_diagnostics.py rows benchmarks/results/adcgs/dnerf_adcgs_0.001
        python benchmarks/adcgs_diagnostics.py prune --seed 1 --until 400 --setting time_smooth=2
+       python benchmarks/adcgs_diagnostics.py regions benchmarks/results/adcgs/toss_deformable \
+           benchmarks/results/adcgs/toss_adcgs_0.001
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import tempfile
@@ -57,6 +64,54 @@ def untrained_rows(run: Path) -> dict:
     after = evaluate(method, scene)["psnr"]
     return {"run": str(run), "rows": n, "rows_read_in_training": len(trained), "psnr": before,
             "psnr_untrained_rows_interpolated": after}
+
+
+REGIONS = ("object", "floor", "sky")
+
+
+@torch.no_grad()
+def squared_errors(run: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(per test view: squared error [H, W, 3] of the run's render, region index [H, W] by REGIONS)."""
+    from splat4d.data import load_scene
+    from splat4d.errors import DatasetError
+    from splat4d.train.evaluate import eval_split
+    from splat4d.train.run import load_run, run_data_config
+
+    method, config, _ = load_run(run, "cpu")
+    d = run_data_config(config, run)
+    scene = load_scene(d.path, scale=d.scale, background=d.background, format=d.format)
+    split = eval_split(scene)
+    bg = torch.tensor(scene.background, dtype=torch.float32)
+    errors, regions = [], []
+    for view, cam in zip(scene.split(split), scene.cameras(split)):
+        mask = scene.alpha(view)
+        if mask is None:
+            raise DatasetError(f"{d.path}: view {view.cam_id}/{view.time:.3f} has no mask; regions need a masked capture")
+        gt = scene.image(view)
+        pred = method.render(cam, float(view.time), bg).rgb[0]
+        region = torch.where((gt - bg).abs().amax(-1) <= 0.06, 2, 1)
+        errors.append((pred - gt).square())
+        regions.append(torch.where(mask > 0.5, 0, region))
+    return errors, regions
+
+
+def region_psnr(reference: Path, runs: list[Path]) -> list[dict]:
+    ref_err, ref_reg = squared_errors(reference)
+    out = []
+    for run in [reference, *runs]:
+        err, reg = (ref_err, ref_reg) if run == reference else squared_errors(run)
+        row = {"run": str(run)}
+        for k, name in enumerate(REGIONS):
+            se = sum(float(e[r == k].sum()) for e, r in zip(err, reg))
+            n = sum(int((r == k).sum()) * 3 for r in reg)
+            row[f"psnr_{name}"] = -10 * math.log10(se / n) if n else None
+            row[f"pixels_{name}"] = n // 3
+            swapped = sum(float(torch.where((r == k)[..., None], er, e).sum()) for e, er, r in zip(err, ref_err, reg))
+            row[f"psnr_with_reference_{name}"] = -10 * math.log10(swapped / sum(e.numel() for e in err))
+        row["psnr"] = -10 * math.log10(sum(float(e.sum()) for e in err) / sum(e.numel() for e in err))
+        out.append(row)
+        print(row, flush=True)
+    return out
 
 
 def prune_trace(seed: int, until: int, settings: dict) -> list[dict]:
@@ -105,10 +160,16 @@ def main() -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--until", type=int, default=400)
     q.add_argument("--setting", action="append", default=[], help="name=value (a Python literal)")
+    g = sub.add_parser("regions")
+    g.add_argument("reference", type=Path)
+    g.add_argument("runs", type=Path, nargs="+")
     a = p.parse_args()
     if a.what == "rows":
         result = {"meta": meta(), **untrained_rows(a.run)}
         path = OUT / "adcgs_untrained_rows.json"
+    elif a.what == "regions":
+        result = {"meta": meta(), "reference": str(a.reference), "rows": region_psnr(a.reference, a.runs)}
+        path = OUT / f"adcgs_regions_{a.reference.name}.json"
     else:
         import ast
 
