@@ -76,22 +76,32 @@ class BakedFourK4D(Method):
     def source_cameras(self) -> Cameras:
         return Cameras(self.src_viewmats, self.src_Ks, int(self.src_size[0]), int(self.src_size[1]))
 
+    def blended(self, f: int, eye: Tensor) -> Tensor:
+        """[N, 3] colours of frame f's points blended from the source views nearest a camera at `eye`."""
+        views = ibr.nearest_views(eye[None], self.src_centers, self.centre, self.cfg.source_views)[0]
+        # gather the chosen views before widening fp16 to float32: a tenth of the conversion
+        chosen = torch.arange(len(views), device=views.device)
+        return ibr.blend(self.colors[f][:, views].float(), self.logits[f][:, views], self.valid[f][:, views], chosen)
+
+    def shaded(self, f: int, blended: Tensor, eye: Tensor) -> Tensor:
+        """`blended` plus the SH residual seen from `eye`, clamped: the colours the peel composites."""
+        return ibr.point_colors(blended, ibr.sh_residual(self.sh[f].float(), self.means[f], eye))
+
+    def peel(self, f: int, colors: Tensor, cam: Cameras, background: Tensor | None = None) -> dict[str, Tensor]:
+        return render_points(self.means[f], self.radii[f], self.densities[f].float(), colors, cam, self.cfg.k_render,
+                             background)
+
+    @property
+    def src_centers(self) -> Tensor:
+        return self.source_cameras().centers
+
     def render(self, cameras: Cameras, t: float, background: Tensor | None = None, **kw) -> RenderOutput:
         f = ibr.nearest_frame(self.frame_times, t)
-        means = self.means[f]
-        src = self.source_cameras()
         rgbs, alphas, depths = [], [], []
         for i in range(len(cameras)):
             cam = cameras[i]
             eye = cam.centers[0]
-            views = ibr.nearest_views(eye[None], src.centers, self.centre, self.cfg.source_views)[0]
-            # gather the chosen views before widening fp16 to float32: a tenth of the conversion
-            chosen = torch.arange(len(views), device=views.device)
-            blended = ibr.blend(self.colors[f][:, views].float(), self.logits[f][:, views],
-                                self.valid[f][:, views], chosen)
-            colors = ibr.point_colors(blended, ibr.sh_residual(self.sh[f].float(), means, eye))
-            out = render_points(means, self.radii[f], self.densities[f].float(), colors, cam,
-                                self.cfg.k_render, background)
+            out = self.peel(f, self.shaded(f, self.blended(f, eye), eye), cam, background)
             rgbs.append(out["rgb"])
             alphas.append(out["alpha"][..., None])
             depths.append(out["depth"][..., None])
