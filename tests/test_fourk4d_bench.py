@@ -14,7 +14,7 @@ def test_fourk4d_bench_writes_a_complete_table(tmp_path, capsys):
     assert [r["method"] for r in rows] == ["deformable", "fourk4d", "fourk4d baked"]
     assert rows[2]["psnr"] == pytest.approx(rows[1]["psnr"], abs=0.05)
     assert all(r["render_ms"] > 0 for r in rows) and rows[2]["baked_mb_per_frame"] > 0
-    assert set(rows[2]["split_ms"]) == {"blend_ms", "sh_ms", "peel_ms"} and all(v > 0 for v in rows[2]["split_ms"].values())
+    assert set(rows[2]["split_ms"]) == {"colors_ms", "colors_torch_ms", "peel_ms"} and all(v > 0 for v in rows[2]["split_ms"].values())
     assert 0 <= rows[2]["max_abs_vs_trained"] <= 1e-3
     assert rows[2]["speedup_vs_trained"] == pytest.approx(rows[1]["render_ms"] / rows[2]["render_ms"])
     saved = json.loads((tmp_path / "fourk4d_synthetic_tiny.json").read_text())

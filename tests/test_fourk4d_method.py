@@ -113,6 +113,9 @@ def test_baked_model_renders_like_the_trained_one(scene, model):
                 a = model.render(scene.camera(view), view.time, torch.zeros(3)).rgb
                 b = baked.render(scene.camera(view), view.time, torch.zeros(3)).rgb
             assert float((a - b).abs().max()) <= tol, (precision, float((a - b).abs().max()))
+            eye = scene.camera(view).centers[0]  # the fused colour kernel and its torch twin agree
+            torch.testing.assert_close(baked.point_colors(0, eye), baked.point_colors(0, eye, fused=False),
+                                       atol=2e-6, rtol=0)
     assert not list(baked.parameters())  # the networks are gone
 
 

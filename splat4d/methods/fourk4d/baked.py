@@ -76,16 +76,23 @@ class BakedFourK4D(Method):
     def source_cameras(self) -> Cameras:
         return Cameras(self.src_viewmats, self.src_Ks, int(self.src_size[0]), int(self.src_size[1]))
 
-    def blended(self, f: int, eye: Tensor) -> Tensor:
-        """[N, 3] colours of frame f's points blended from the source views nearest a camera at `eye`."""
+    def chosen(self, f: int, eye: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(colours [N, n, 3] float32, logits [N, n], valid [N, n]) of frame f's points in the n source views
+        nearest a camera at `eye` (gathered before widening fp16 to float32: a tenth of the conversion)."""
         views = ibr.nearest_views(eye[None], self.src_centers, self.centre, self.cfg.source_views)[0]
-        # gather the chosen views before widening fp16 to float32: a tenth of the conversion
-        chosen = torch.arange(len(views), device=views.device)
-        return ibr.blend(self.colors[f][:, views].float(), self.logits[f][:, views], self.valid[f][:, views], chosen)
+        return self.colors[f][:, views].float(), self.logits[f][:, views], self.valid[f][:, views]
 
-    def shaded(self, f: int, blended: Tensor, eye: Tensor) -> Tensor:
-        """`blended` plus the SH residual seen from `eye`, clamped: the colours the peel composites."""
-        return ibr.point_colors(blended, ibr.sh_residual(self.sh[f].float(), self.means[f], eye))
+    def point_colors(self, f: int, eye: Tensor, fused: bool = True) -> Tensor:
+        """[N, 3] colours the peel composites: the softmax blend of the chosen views plus the SH residual
+        seen from `eye`, clamped. On the CPU one numba pass (`shade_cpu`) unless not `fused`; else torch."""
+        colors, logits, valid = self.chosen(f, eye)
+        sh, means = self.sh[f].float(), self.means[f]
+        if fused and means.device.type == "cpu":
+            from splat4d.methods.fourk4d.shade_cpu import shade_cpu
+
+            return shade_cpu(colors, logits, valid, sh, means, eye)
+        blended = ibr.blend(colors, logits, valid, torch.arange(colors.shape[1], device=colors.device))
+        return ibr.point_colors(blended, ibr.sh_residual(sh, means, eye))
 
     def peel(self, f: int, colors: Tensor, cam: Cameras, background: Tensor | None = None) -> dict[str, Tensor]:
         return render_points(self.means[f], self.radii[f], self.densities[f].float(), colors, cam, self.cfg.k_render,
@@ -101,7 +108,7 @@ class BakedFourK4D(Method):
         for i in range(len(cameras)):
             cam = cameras[i]
             eye = cam.centers[0]
-            out = self.peel(f, self.shaded(f, self.blended(f, eye), eye), cam, background)
+            out = self.peel(f, self.point_colors(f, eye), cam, background)
             rgbs.append(out["rgb"])
             alphas.append(out["alpha"][..., None])
             depths.append(out["depth"][..., None])

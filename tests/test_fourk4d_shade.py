@@ -1,0 +1,34 @@
+"""The baked 4K4D renderer's fused colour kernel against its torch twin (ibr.blend + ibr.sh_residual)."""
+
+import pytest
+import torch
+
+from splat4d.methods.fourk4d import ibr
+from splat4d.methods.fourk4d.shade_cpu import shade_cpu
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one thread
+
+
+@pytest.mark.parametrize("bases", [1, 4, 9, 16])
+def test_fused_colours_match_the_torch_blend_and_sh_residual(bases):
+    g = torch.Generator().manual_seed(bases)
+    N, n = 300, 4
+    colors = torch.rand(N, n, 3, generator=g)
+    logits = torch.randn(N, n, generator=g) * 8  # large enough that a naive exp would overflow in fp16
+    valid = torch.rand(N, n, generator=g) > 0.3
+    valid[:20] = False  # points no chosen view sees: the SH residual alone
+    sh = torch.randn(N, bases, 3, generator=g)
+    means = torch.randn(N, 3, generator=g)
+    eye = torch.tensor([0.3, -2.0, 1.5])
+    blended = ibr.blend(colors, logits, valid, torch.arange(n))
+    expected = ibr.point_colors(blended, ibr.sh_residual(sh, means, eye))
+    got = shade_cpu(colors, logits, valid, sh, means, eye)
+    assert got.dtype == torch.float32 and got.shape == (N, 3)
+    torch.testing.assert_close(got, expected, atol=2e-6, rtol=0)
+    assert (expected[:20] == ibr.point_colors(torch.zeros(20, 3), ibr.sh_residual(sh[:20], means[:20], eye))).all()
+
+
+def test_fused_colours_refuse_an_sh_size_of_no_degree():
+    with pytest.raises(ValueError, match="1, 4, 9 or 16"):
+        shade_cpu(torch.rand(2, 1, 3), torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), torch.zeros(2, 5, 3),
+                  torch.zeros(2, 3), torch.ones(3))
