@@ -6,7 +6,7 @@ rows RUN: test PSNR of a finished adcgs run as it is, and with every time-table 
 prune --seed S --until N [--setting name=value ...]: fits adcgs on D-NeRF collision 200x200 (3000-iteration
     schedule) and records, at every refinement up to iteration N, what was grown and pruned, how many
     anchors were seen, and the quantiles of each seen anchor's largest opacity.
-regions REFERENCE RUN [RUN ...]: test-view PSNR of each run (any method, all on one masked capture) over
+regions REFERENCE RUN [RUN ...] [--split train]: test-view (or `split`) PSNR of each run (any method, all on one masked capture) over
     three regions: the foreground masks ("object"), pixels outside them that show the background colour
     ("sky": every channel within 0.06 of it) and the rest ("floor"); and each run's whole-image PSNR with
     one region's errors replaced by REFERENCE's (how much of the gap to REFERENCE that region holds).
@@ -70,8 +70,8 @@ REGIONS = ("object", "floor", "sky")
 
 
 @torch.no_grad()
-def squared_errors(run: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """(per test view: squared error [H, W, 3] of the run's render, region index [H, W] by REGIONS)."""
+def squared_errors(run: Path, split: str | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(per view of `split` (default: the test split): squared error [H, W, 3] of the run's render, region index [H, W] by REGIONS)."""
     from splat4d.data import load_scene
     from splat4d.errors import DatasetError
     from splat4d.train.evaluate import eval_split
@@ -80,7 +80,7 @@ def squared_errors(run: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     method, config, _ = load_run(run, "cpu")
     d = run_data_config(config, run)
     scene = load_scene(d.path, scale=d.scale, background=d.background, format=d.format)
-    split = eval_split(scene)
+    split = split or eval_split(scene)
     bg = torch.tensor(scene.background, dtype=torch.float32)
     errors, regions = [], []
     for view, cam in zip(scene.split(split), scene.cameras(split)):
@@ -95,11 +95,11 @@ def squared_errors(run: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return errors, regions
 
 
-def region_psnr(reference: Path, runs: list[Path]) -> list[dict]:
-    ref_err, ref_reg = squared_errors(reference)
+def region_psnr(reference: Path, runs: list[Path], split: str | None = None) -> list[dict]:
+    ref_err, ref_reg = squared_errors(reference, split)
     out = []
     for run in [reference, *runs]:
-        err, reg = (ref_err, ref_reg) if run == reference else squared_errors(run)
+        err, reg = (ref_err, ref_reg) if run == reference else squared_errors(run, split)
         row = {"run": str(run)}
         for k, name in enumerate(REGIONS):
             se = sum(float(e[r == k].sum()) for e, r in zip(err, reg))
@@ -163,13 +163,15 @@ def main() -> None:
     g = sub.add_parser("regions")
     g.add_argument("reference", type=Path)
     g.add_argument("runs", type=Path, nargs="+")
+    g.add_argument("--split", default=None, help="views to score (default: the test split)")
     a = p.parse_args()
     if a.what == "rows":
         result = {"meta": meta(), **untrained_rows(a.run)}
         path = OUT / "adcgs_untrained_rows.json"
     elif a.what == "regions":
-        result = {"meta": meta(), "reference": str(a.reference), "rows": region_psnr(a.reference, a.runs)}
-        path = OUT / f"adcgs_regions_{a.reference.name}.json"
+        result = {"meta": meta(), "reference": str(a.reference), "split": a.split or "test",
+                  "rows": region_psnr(a.reference, a.runs, a.split)}
+        path = OUT / f"adcgs_regions_{a.reference.name}{'_' + a.split if a.split else ''}.json"
     else:
         import ast
 
