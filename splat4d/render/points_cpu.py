@@ -1,7 +1,7 @@
 """Numba kernel of the depth-peeling selection (`splat4d.render.points`): per pixel the k covering points
-nearest the camera. Points are visited in index order and each is inserted into the depth-sorted k-list
-of every pixel it covers (after any equal depth already there, so ties go to the lower index, as the
-torch backends order them). Rows of the image are split between threads; each thread visits every point
+nearest the camera. Points are visited in the order given (`select_cpu`: front to back) and each is
+inserted into the depth-sorted k-list of every pixel it covers (after any equal depth already there, so
+ties go to the earlier point: with a stable depth order, the lower index, as the torch backends order them). Rows of the image are split between threads; each thread visits every point
 but only the rows it owns, so no two threads write one pixel."""
 
 from __future__ import annotations
@@ -59,11 +59,17 @@ def _select(u, v, z, r, width, height, k, row_blocks):
 
 
 def select_cpu(uv: Tensor, z: Tensor, r_px: Tensor, width: int, height: int, k: int) -> Tensor:
-    """[H, W, k] long indices of the k nearest covering points per pixel (-1: none); see the module."""
+    """[H, W, k] long indices of the k nearest covering points per pixel (-1: none); see the module.
+
+    The kernel visits the points front to back (a stable sort by depth, so equal depths keep index order):
+    each insertion is then an append, and a pixel whose list is full rejects every later point at once
+    (half the time of index order on a 30k-point 4K4D frame)."""
     a = lambda t: np.ascontiguousarray(t.detach().cpu().double().numpy())  # noqa: E731
-    uv_ = a(uv)
+    uv_, z_ = a(uv), a(z)
+    order = np.argsort(z_, kind="stable")
     blocks = max(1, min(height, 4 * torch.get_num_threads()))
-    out = _select(uv_[:, 0].copy(), uv_[:, 1].copy(), a(z), a(r_px), int(width), int(height), int(k), blocks)
+    out = _select(uv_[order, 0], uv_[order, 1], z_[order], a(r_px)[order], int(width), int(height), int(k), blocks)
+    out = np.where(out >= 0, order[np.maximum(out, 0)], -1)
     return torch.from_numpy(out).to(uv.device)
 
 

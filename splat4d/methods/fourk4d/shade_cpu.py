@@ -22,36 +22,43 @@ from splat4d.render.projection_cpu import _sh_bases
 _DEGREE = {1: 0, 4: 1, 9: 2, 16: 3}
 
 
+_CHUNK = 256  # points per parallel task (one SH buffer each: no allocation per point)
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def _shade(colors, logits, valid, sh, means, eye, degree, scale):
     N, n = logits.shape
     B = sh.shape[1]
     out = np.empty((N, 3), dtype=np.float32)
-    for i in prange(N):
-        top = -np.inf
-        for j in range(n):
-            if valid[i, j] and logits[i, j] > top:
-                top = logits[i, j]
-        acc = np.zeros(3)
-        if top > -np.inf:
-            total = 0.0
-            for j in range(n):
-                if valid[i, j]:
-                    w = math.exp(logits[i, j] - top)
-                    total += w
-                    for c in range(3):
-                        acc[c] += w * colors[i, j, c]
-            for c in range(3):
-                acc[c] /= total
-        dx, dy, dz = means[i, 0] - eye[0], means[i, 1] - eye[1], means[i, 2] - eye[2]
-        norm = max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
+    for chunk in prange((N + _CHUNK - 1) // _CHUNK):
         bases = np.empty(B)
-        _sh_bases(degree, dx / norm, dy / norm, dz / norm, bases)
-        for c in range(3):
-            s = 0.0
-            for b in range(B):
-                s += bases[b] * sh[i, b, c]
-            out[i, c] = min(max(acc[c] + math.tanh(s) * scale, 0.0), 1.0)
+        for i in range(chunk * _CHUNK, min(N, (chunk + 1) * _CHUNK)):
+            top = -np.inf
+            for j in range(n):
+                if valid[i, j] and logits[i, j] > top:
+                    top = logits[i, j]
+            r = g = b = 0.0
+            if top > -np.inf:
+                total = 0.0
+                for j in range(n):
+                    if valid[i, j]:
+                        w = math.exp(logits[i, j] - top)
+                        total += w
+                        r += w * colors[i, j, 0]
+                        g += w * colors[i, j, 1]
+                        b += w * colors[i, j, 2]
+                r, g, b = r / total, g / total, b / total
+            dx, dy, dz = means[i, 0] - eye[0], means[i, 1] - eye[1], means[i, 2] - eye[2]
+            norm = max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
+            _sh_bases(degree, dx / norm, dy / norm, dz / norm, bases)
+            s0 = s1 = s2 = 0.0
+            for k in range(B):
+                s0 += bases[k] * sh[i, k, 0]
+                s1 += bases[k] * sh[i, k, 1]
+                s2 += bases[k] * sh[i, k, 2]
+            out[i, 0] = min(max(r + math.tanh(s0) * scale, 0.0), 1.0)
+            out[i, 1] = min(max(g + math.tanh(s1) * scale, 0.0), 1.0)
+            out[i, 2] = min(max(b + math.tanh(s2) * scale, 0.0), 1.0)
     return out
 
 
