@@ -48,6 +48,22 @@ def test_selection_is_front_to_back_and_ties_go_to_the_lower_index():
         assert idx[4, 4].tolist() == [3, 0, 1], backend
 
 
+def test_cpu_selection_does_not_depend_on_the_order_it_visits_points():
+    import numpy as np
+
+    from splat4d.render.points_cpu import _select
+
+    cam = _camera()
+    means, radii, _, _ = _points(200, seed=3)
+    means[100:150] = means[:50]  # coincident pairs: equal depths, decided by index
+    uv, z, r = project_points(means, radii, cam)
+    ref = select_nearest(uv, z, r, cam.width, cam.height, 6, "dense")
+    for order in (np.arange(200)[::-1].copy(), np.random.default_rng(0).permutation(200)):
+        got = _select(uv[order, 0].numpy().copy(), uv[order, 1].numpy().copy(), z[order].numpy().copy(),
+                      r[order].numpy().copy(), order.astype(np.int64), cam.width, cam.height, 6, 3)
+        assert torch.equal(torch.from_numpy(got), ref)
+
+
 def test_one_point_known_alpha_and_truncation():
     cam = _camera(9, 9)
     means = torch.zeros(1, 3, dtype=torch.float64)
