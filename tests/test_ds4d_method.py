@@ -159,11 +159,13 @@ def test_fit_eval_and_reload(tmp_path, scene):
     assert again["views"] == 4 and again["psnr"] == pytest.approx(metrics["psnr"], abs=1e-4)
 
 
-def test_cli_fit_and_one_line_errors(tmp_path, capsys):
+def test_cli_fit_and_one_line_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SPLAT4D_LPIPS_WEIGHTS", raising=False)
     args = ["fit", "ds4d", "--data", "synthetic:tiny", "--method.features", "patch", "--method.input-camera", "1",
             "--method.pseudo-cameras", "2", "3", "--method.feature-cache", "none", "--method.feature-size", "28",
             "--iters", "4", "--device", "cpu"]
-    assert main([*args, "--out", str(tmp_path / "r")]) == 0
+    with pytest.warns(UserWarning, match="LPIPS unavailable.*photometric loss"):  # no LPIPS weights here: said once
+        assert main([*args, "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "checkpoint.pt").is_file()
     capsys.readouterr()
     assert main([*args[:-4], "--method.fusion", "max", "--out", str(tmp_path / "bad")]) == 2
