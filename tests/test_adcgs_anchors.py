@@ -206,3 +206,52 @@ def test_growth_places_finer_anchors_where_the_coarse_voxel_is_taken():
     new = grown(3)  # level 1 (voxel 0.25): primitives 1 and 2 share the free voxel [0.75, 1) x [0.5, 0.75)^2
     torch.testing.assert_close(new["anchors"], torch.tensor([[0.875, 0.625, 0.625]]))
     torch.testing.assert_close(new["log_cov"], f.log_cov.detach() - math.log(4.0))
+
+
+def test_grown_anchors_span_the_times_their_parent_primitive_was_needed():
+    from types import SimpleNamespace
+
+    from splat4d.methods.adcgs.refine import AnchorRefiner
+
+    K = DIMS.k
+    pts = torch.tensor([[0.5, 0.5, 0.5], [2.5, 0.5, 0.5]])
+    f = AnchorField.init_from_points(pts, None, 1.0, DIMS, torch.Generator().manual_seed(0))
+    f = AnchorField(*(getattr(f, k) for k in f.FIELDS), DIMS, True, 1.0,
+                    (torch.tensor([0.5, 0.5]), torch.log(torch.tensor([0.4, 0.4]))))
+    offsets = torch.zeros(2, K, 3)
+    offsets[:, 1, 0] = 1.0  # primitive 1 of each anchor sits in the next voxel along x (free)
+    f.canonical = lambda attrs=None: {"offsets": offsets}  # noqa: E731 (only the offsets are read)
+    r = AnchorRefiner(SimpleNamespace(k=K, max_anchors=10, grow_levels=1, clone_t_scale=0.05))
+    r.wgrad, r.wtime, r.wtime2 = torch.zeros(2 * K), torch.zeros(2 * K), torch.zeros(2 * K)
+    for t in torch.linspace(0.0, 1.0, 11):  # anchor 0's primitive needed at every time, anchor 1's at t = 0.8
+        r.wgrad[1] += 1.0
+        r.wtime[1] += t
+        r.wtime2[1] += t * t
+    r.wgrad[K + 1], r.wtime[K + 1], r.wtime2[K + 1] = 2.0, 1.6, 1.28
+    mean, spread = r.gradient_times(f)
+    torch.testing.assert_close(mean[[1, K + 1, 0]], torch.tensor([0.5, 0.8, 0.5]))
+    torch.testing.assert_close(spread[[1, K + 1, 0]], torch.tensor([0.3162, 0.0, 0.0]), atol=1e-4, rtol=0)
+    significance = torch.zeros(2 * K)
+    significance[[1, K + 1]] = 1.0
+    new = r._new_anchors(f, significance, torch.tensor([True, True]), 1.0, 0.5)
+    torch.testing.assert_close(new["anchors"], torch.tensor([[1.5, 0.5, 0.5], [3.5, 0.5, 0.5]]))
+    torch.testing.assert_close(new["t_means"], torch.tensor([0.5, 0.8]))
+    # twice the spread, at most the parent's width / at least clone_t_scale
+    torch.testing.assert_close(new["t_log_scales"].exp(), torch.tensor([0.4, 0.05]))
+    box = torch.tensor([[0.0, 0.0, 0.0], [3.0, 1.0, 1.0]])  # anchor 1's primitive (x = 3.5) lies outside
+    inside = r._new_anchors(f, significance, torch.tensor([True, True]), 1.0, 0.5, box=box)
+    torch.testing.assert_close(inside["anchors"], torch.tensor([[1.5, 0.5, 0.5]]))
+
+
+def test_an_anchor_takes_its_voxel_over_the_time_its_one_sigma_interval_covers():
+    from types import SimpleNamespace
+
+    from splat4d.methods.adcgs.refine import AnchorRefiner
+
+    r = AnchorRefiner(SimpleNamespace(k=DIMS.k, max_anchors=10, grow_levels=1, clone_t_scale=0.05))  # bins of 0.1
+    placed = torch.tensor([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]])
+    placed_t = (torch.tensor([0.3, 0.9]), torch.tensor([0.12, 0.01]))  # bins 1-4 and 8-9
+    where = torch.full((11, 3), 0.5)  # candidates in the same voxel at t = 0, 0.1, ..., 1
+    when = torch.linspace(0.0, 1.0, 11) + 0.01
+    pick, _ = r._free_voxels(where, when, placed, placed_t, 1.0)
+    assert pick.tolist() == [0, 5, 6, 7, 10]

@@ -68,9 +68,10 @@ def test_stages_rate_and_refinement(scene):
     assert rated and min(rated) >= 8 and all(logs_at[s]["bits_per_value"] > 0 for s in rated)
     import math
     grown = sum(e["grown"] for e in events)
-    assert grown > 0  # new anchors sit at their parent's peak time, at most clone_t_scale wide
+    assert grown > 0  # new anchors are at least clone_t_scale wide and at most as wide as an initial anchor
     tail = slice(len(m.field) - events[-1]["grown"], None) if events[-1]["grown"] else slice(0, 0)
-    assert (m.field.t_log_scales[tail] <= math.log(m.cfg.clone_t_scale) + 1e-6).all()
+    widths = m.field.t_log_scales[tail]
+    assert (widths >= math.log(m.cfg.clone_t_scale) - 1e-6).all() and (widths <= math.log(m.cfg.t_scale_init) + 0.05).all()
     assert ((m.field.t_means >= 0) & (m.field.t_means <= 1)).all()
     assert events and all(set(e) == {"grown", "seeded", "pruned"} for e in events)
     assert m.dynamic and m.quantising

@@ -5,9 +5,12 @@ produced it (`rasterize(..., return_weights=True)`), and accumulated over the vi
 grad_k = sum Psi ||grad_k,t|| / sum Psi. Where grad_k passes the growth threshold, the primitive's place
 becomes a new anchor (its voxel, unless one is there already), inheriting its parent anchor's features.
 Anchors none of whose primitives reached `prune_opacity` in a view since the last refinement are pruned.
-With a temporal opacity a new anchor is centred at the time of the view where its parent primitive's
-weighted gradient was largest (at most `clone_t_scale` wide), and a voxel counts as taken only by an anchor
-centred in the same time bin (2 x clone_t_scale): one place may hold an anchor per stretch of time.
+With a temporal opacity a new anchor is centred at the mean time of its parent primitive's weighted
+gradients and is twice their spread in time wide (at least `clone_t_scale`, at most its parent's width):
+content needed at one moment (a monocular capture's moving object) grows anchors narrow in time, content
+needed all along (a floor seen by every camera at every time) grows anchors that serve every frame. An
+anchor takes its voxel over the time bins (2 x clone_t_scale) its one-sigma interval covers: one place may
+hold an anchor per stretch of time. With `grow_in_bounds`, only primitives inside the scene box grow anchors.
 Before growth, up to `reseed_anchors` new anchors go where training views showed something the model did
 not draw (`reseed`). Parameter rows and their Adam moments are edited by `train.optim.edit_rows`, as
 Gaussian densification does.
@@ -35,8 +38,8 @@ class AnchorRefiner:
         self.wgrad: Tensor | None = None  # [A*K] sum of Psi x |grad|
         self.weight: Tensor | None = None  # [A*K] sum of Psi
         self.max_opacity: Tensor | None = None  # [A*K] largest drawn opacity
-        self.peak: Tensor | None = None  # [A*K] largest weighted gradient of one view
-        self.peak_time: Tensor | None = None  # [A*K] time of that view
+        self.wtime: Tensor | None = None  # [A*K] sum of Psi x |grad| x t
+        self.wtime2: Tensor | None = None  # [A*K] sum of Psi x |grad| x t^2
         self.missed = MissedRays()
         self.generator = torch.Generator().manual_seed(0)  # which missed pixels are noted and seeded
 
@@ -45,15 +48,15 @@ class AnchorRefiner:
         self.stop = round(self.cfg.refine_stop_fraction * total_steps)
 
     def state_dict(self) -> dict:
-        return {"wgrad": self.wgrad, "weight": self.weight, "max_opacity": self.max_opacity, "peak": self.peak,
-                "peak_time": self.peak_time}
+        return {"wgrad": self.wgrad, "weight": self.weight, "max_opacity": self.max_opacity, "wtime": self.wtime,
+                "wtime2": self.wtime2}
 
     def load_state_dict(self, state: dict) -> None:
         self.wgrad, self.weight, self.max_opacity = state["wgrad"], state["weight"], state["max_opacity"]
-        self.peak, self.peak_time = state.get("peak"), state.get("peak_time")
+        self.wtime, self.wtime2 = state.get("wtime"), state.get("wtime2")
 
     def _reset(self) -> None:
-        self.wgrad = self.weight = self.max_opacity = self.peak = self.peak_time = None
+        self.wgrad = self.weight = self.max_opacity = self.wtime = self.wtime2 = None
 
     def accumulate(self, outs: list[RenderOutput], slots: int, step: int) -> None:
         """Add this iteration's weighted screen gradients (per-view NDC units, as densification's)."""
@@ -64,8 +67,8 @@ class AnchorRefiner:
             self.wgrad = torch.zeros(slots, device=device)
             self.weight = torch.zeros(slots, device=device)
             self.max_opacity = torch.zeros(slots, device=device)
-            self.peak = torch.zeros(slots, device=device)
-            self.peak_time = torch.zeros(slots, device=device)
+            self.wtime = torch.zeros(slots, device=device)
+            self.wtime2 = torch.zeros(slots, device=device)
         views = sum(o.meta["means2d"].shape[0] for o in outs)
         for o in outs:
             m2d, w, slot = o.meta["means2d"], o.meta.get("weights"), o.meta["slot"]
@@ -76,12 +79,9 @@ class AnchorRefiner:
             w = w.detach().to(norms)
             self.wgrad.index_add_(0, slot, (w * norms).sum(0).to(self.wgrad))
             self.weight.index_add_(0, slot, w.sum(0).to(self.weight))
-            if "time" in o.meta:  # slots are unique within one render
-                view_peak = (w * norms).amax(0).to(self.peak)
-                higher = view_peak > self.peak[slot]
-                self.peak[slot] = torch.where(higher, view_peak, self.peak[slot])
-                self.peak_time[slot] = torch.where(higher, torch.full_like(view_peak, float(o.meta["time"])),
-                                                   self.peak_time[slot])
+            t = float(o.meta.get("time", 0.0))
+            self.wtime.index_add_(0, slot, (w * norms).sum(0).to(self.wtime) * t)
+            self.wtime2.index_add_(0, slot, (w * norms).sum(0).to(self.wtime2) * (t * t))
             seen = (w > 0).any(0)
             opac = torch.where(seen, o.meta["opacities"].to(self.max_opacity), torch.zeros_like(self.max_opacity[slot]))
             self.max_opacity.scatter_reduce_(0, slot, opac, reduce="amax")
@@ -97,22 +97,19 @@ class AnchorRefiner:
         if self.wgrad.shape[0] != A * K:
             self._reset()
             return {}
-        for t in (self.wgrad, self.weight):
+        for t in (self.wgrad, self.weight, self.wtime, self.wtime2):
             distributed.all_reduce_sum_(t)
         distributed.all_reduce_max_(self.max_opacity)
-        if self.peak is not None and distributed.world_size() > 1:  # the time of the largest over ranks
-            local = self.peak.clone()
-            distributed.all_reduce_max_(self.peak)
-            self.peak_time = torch.where(local >= self.peak, self.peak_time, torch.full_like(self.peak_time, -1.0))
-            distributed.all_reduce_max_(self.peak_time)
         keep = self.max_opacity.reshape(A, K).amax(1) >= c.prune_opacity
         if not bool(keep.any()):
             keep[self.weight.reshape(A, K).sum(1).argmax()] = True  # never leave an empty model
         significance = torch.where(self.weight > 0, self.wgrad / self.weight.clamp_min(1e-12),
                                    torch.zeros_like(self.wgrad))
         seeds = self._seeds(method, keep)
+        scene = getattr(method, "_scene", None)
+        box = scene.bounds.float() if scene is not None and c.grow_in_bounds else None
         new = self._new_anchors(field, significance, keep, float(method.voxel), float(method.grow_threshold),
-                                len(seeds["anchors"]))
+                                len(seeds["anchors"]), box)
         new = {name: torch.cat([seeds[name].to(new[name]), new[name]]) for name in field.fields}
         n_new = new["anchors"].shape[0]
         edit_rows(field, field.fields, opt, lambda name, p: torch.cat([p[keep], new[name].to(p)]),
@@ -142,12 +139,13 @@ class AnchorRefiner:
         return gather_rows(rows, n) if n > 0 else rows
 
     def _new_anchors(self, field, significance: Tensor, keep: Tensor, voxel: float, threshold: float,
-                     seeded: int = 0) -> dict[str, Tensor]:
+                     seeded: int = 0, box: Tensor | None = None) -> dict[str, Tensor]:
         """New anchors at `grow_levels` voxel resolutions (Scaffold-GS's multi-resolution growth): at level m
         the voxel is voxel / 4^m and the threshold threshold x 2^m; one new anchor per such voxel holding a
         primitive above the threshold and no anchor (kept, or new at a coarser level), at most up to
         max_anchors, coarse levels first. A new anchor inherits the attributes of the anchor of the voxel's
-        most significant primitive, its offsets and sizes scaled by 4^-m."""
+        most significant primitive, its offsets and sizes scaled by 4^-m. With a `box` [2, 3], only
+        primitives inside it grow anchors."""
         K = self.cfg.k
         room = self.cfg.max_anchors - int(keep.sum()) - seeded
         parts = [{name: getattr(field, name)[:0].detach() for name in field.fields}]
@@ -155,21 +153,27 @@ class AnchorRefiner:
         if room <= 0 or not bool(cand.any()):
             return parts[0]
         canon = (field.anchors[:, None] + field.canonical()["offsets"]).reshape(-1, 3)  # [A*K, 3]
+        if box is not None:
+            box = box.to(canon)
+            cand = cand & ((canon >= box[0]) & (canon <= box[1])).all(1).reshape(len(field), K)
+            if not bool(cand.any()):
+                return parts[0]
         slots = cand.reshape(-1).nonzero()[:, 0]
         slots = slots[significance[slots].argsort(descending=True)]
-        peak_t = None
+        when = spread = None
         if field.temporal:
-            peak_t = self.peak_time if self.peak_time is not None else field.t_means.repeat_interleave(K)
-            if field.velocity:  # where the primitive was at its peak time, apart from the coarse motion
-                lag = (peak_t - field.t_means.repeat_interleave(K))[:, None]
+            when, spread = self.gradient_times(field)
+            if field.velocity:  # where the primitive was at that time, apart from the coarse motion
+                lag = (when - field.t_means.repeat_interleave(K))[:, None]
                 canon = canon + field.t_velocity.repeat_interleave(K, 0) * lag
-        placed, placed_t = field.anchors[keep].detach(), field.t_means[keep].detach() if field.temporal else None
+        placed = field.anchors[keep].detach()
+        placed_t = (field.t_means[keep].detach(), field.t_log_scales[keep].detach().exp()) if field.temporal else None
         for level in range(self.cfg.grow_levels):
             size = voxel / 4**level
             sel = slots[significance[slots] > threshold * 2**level]
             if room <= 0 or len(sel) == 0:
                 break
-            pick, keys = self._free_voxels(canon[sel], None if peak_t is None else peak_t[sel], placed, placed_t, size)
+            pick, keys = self._free_voxels(canon[sel], None if when is None else when[sel], placed, placed_t, size)
             pick = pick[:room]
             if len(pick) == 0:
                 continue
@@ -178,25 +182,44 @@ class AnchorRefiner:
             out["anchors"] = (keys[pick, :3].to(field.anchors.dtype) + 0.5) * size
             out["log_cov"] = out["log_cov"] - level * math.log(4.0)
             if field.temporal:
-                out["t_means"] = peak_t[sel][pick].to(field.t_means).clamp(0.0, 1.0)
-                out["t_log_scales"] = out["t_log_scales"].clamp_max(math.log(self.cfg.clone_t_scale))
-                placed_t = torch.cat([placed_t, out["t_means"]])
+                out["t_means"] = when[sel][pick].to(field.t_means).clamp(0.0, 1.0)
+                width = (2.0 * spread[sel][pick]).clamp_min(self.cfg.clone_t_scale).log().to(field.t_log_scales)
+                out["t_log_scales"] = torch.minimum(out["t_log_scales"], width)
+                placed_t = tuple(torch.cat(x) for x in zip(placed_t, (out["t_means"], out["t_log_scales"].exp())))
             placed = torch.cat([placed, out["anchors"]])
             parts.append(out)
             room -= len(pick)
         return {name: torch.cat([p[name] for p in parts]) for name in field.fields}
 
-    def _free_voxels(self, where: Tensor, when: Tensor | None, placed: Tensor, placed_t: Tensor | None,
-                     size: float) -> tuple[Tensor, Tensor]:
+    def gradient_times(self, field) -> tuple[Tensor, Tensor]:
+        """([A*K] mean, [A*K] standard deviation) of the times of each primitive's weighted gradients since
+        the last refinement; a primitive without gradients gets its anchor's centre and zero spread."""
+        K = self.cfg.k
+        total = self.wgrad.clamp_min(1e-12)
+        has = self.wgrad > 0
+        mean = torch.where(has, self.wtime / total, field.t_means.detach().repeat_interleave(K).to(total))
+        var = torch.where(has, self.wtime2 / total - mean.square(), torch.zeros_like(total))
+        return mean, var.clamp_min(0.0).sqrt()
+
+    def _free_voxels(self, where: Tensor, when: Tensor | None, placed: Tensor,
+                     placed_t: tuple[Tensor, Tensor] | None, size: float) -> tuple[Tensor, Tensor]:
         """(indices into `where` (ordered most significant first) of the first candidate in each voxel of
         `size` that holds no anchor of `placed`, ascending; the candidates' voxel keys). With times, a
-        fourth key is the time bin (2 x clone_t_scale) of the candidate's peak / of the anchor's centre."""
+        fourth key is the time bin (2 x clone_t_scale) of the candidate's time; an anchor (centres, widths
+        `placed_t`) takes every bin its one-sigma interval in [0, 1] touches."""
         keys = torch.floor(where / size).long()
         occupied = torch.floor(placed / size).long()
         if when is not None:
             bin_width = 2.0 * self.cfg.clone_t_scale
             keys = torch.cat([keys, torch.floor(when / bin_width).long()[:, None]], 1)
-            occupied = torch.cat([occupied, torch.floor(placed_t / bin_width).long()[:, None]], 1)
+            centre, width = placed_t
+            lo = torch.floor((centre - width).clamp(0.0, 1.0) / bin_width).long()
+            hi = torch.floor((centre + width).clamp(0.0, 1.0) / bin_width).long()
+            count = hi - lo + 1
+            rows = torch.repeat_interleave(torch.arange(len(placed), device=placed.device), count)
+            first = torch.cumsum(count, 0) - count
+            bins = lo[rows] + torch.arange(len(rows), device=placed.device) - first[rows]
+            occupied = torch.cat([occupied[rows], bins[:, None]], 1)
         uniq, inv = torch.unique(torch.cat([occupied, keys]), dim=0, return_inverse=True)
         taken = torch.zeros(len(uniq), dtype=torch.bool, device=where.device)
         taken[inv[: len(occupied)]] = True
