@@ -185,4 +185,12 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from splat4d.errors import Splat4DError
+
+    try:
+        main()
+    except Splat4DError as e:  # a missing run, a capture without masks: one line, exit 2
+        print(f"adcgs_diagnostics: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -16,12 +16,11 @@ import torch
 from numba import njit, prange
 from torch import Tensor
 
+from splat4d.fields.sh import num_sh_bases
 from splat4d.methods.fourk4d.ibr import SH_SCALE
 from splat4d.render.projection_cpu import _sh_bases
 
-_DEGREE = {1: 0, 4: 1, 9: 2, 16: 3}
-
-
+_DEGREE = {num_sh_bases(d): d for d in range(4)}  # SH coefficients per point -> degree
 _CHUNK = 256  # points per parallel task (one SH buffer each: no allocation per point)
 
 
