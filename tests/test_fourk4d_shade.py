@@ -28,6 +28,27 @@ def test_fused_colours_match_the_torch_blend_and_sh_residual(bases):
     assert (expected[:20] == ibr.point_colors(torch.zeros(20, 3), ibr.sh_residual(sh[:20], means[:20], eye))).all()
 
 
+def test_fused_colours_read_fp16_storage_and_pick_the_chosen_views_in_place():
+    g = torch.Generator().manual_seed(7)
+    N, V = 200, 6
+    colors = torch.rand(N, V, 3, generator=g).half()
+    logits = torch.randn(N, V, generator=g) * 4
+    valid = torch.rand(N, V, generator=g) > 0.3
+    sh = (torch.randn(N, 16, 3, generator=g) * 0.5).half()
+    means, eye = torch.randn(N, 3, generator=g), torch.tensor([1.0, 2.0, 0.5])
+    views = torch.tensor([4, 1, 3])
+    blended = ibr.blend(colors[:, views].float(), logits[:, views], valid[:, views], torch.arange(3))
+    expected = ibr.point_colors(blended, ibr.sh_residual(sh.float(), means, eye))
+    got = shade_cpu(colors, logits, valid, sh, means, eye, views)
+    torch.testing.assert_close(got, expected, atol=2e-6, rtol=0)
+    # the fp16 table widens every bit pattern exactly (subnormals, infinities and the largest finite value)
+    from splat4d.methods.fourk4d.shade_cpu import _HALF
+
+    bits = torch.arange(65536, dtype=torch.int32).to(torch.int16).view(torch.float16).float()
+    finite = torch.isfinite(bits)
+    assert torch.equal(torch.from_numpy(_HALF)[finite], bits[finite])
+
+
 def test_fused_colours_refuse_an_sh_size_of_no_degree():
     with pytest.raises(ValueError, match="1, 4, 9 or 16"):
         shade_cpu(torch.rand(2, 1, 3), torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), torch.zeros(2, 5, 3),

@@ -76,23 +76,28 @@ class BakedFourK4D(Method):
     def source_cameras(self) -> Cameras:
         return Cameras(self.src_viewmats, self.src_Ks, int(self.src_size[0]), int(self.src_size[1]))
 
+    def views_for(self, eye: Tensor) -> Tensor:
+        """[n] indices of the source views nearest a camera at `eye` (the views a render blends)."""
+        return ibr.nearest_views(eye[None], self.src_centers, self.centre, self.cfg.source_views)[0]
+
     def chosen(self, f: int, eye: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(colours [N, n, 3] float32, logits [N, n], valid [N, n]) of frame f's points in the n source views
         nearest a camera at `eye` (gathered before widening fp16 to float32: a tenth of the conversion)."""
-        views = ibr.nearest_views(eye[None], self.src_centers, self.centre, self.cfg.source_views)[0]
+        views = self.views_for(eye)
         return self.colors[f][:, views].float(), self.logits[f][:, views], self.valid[f][:, views]
 
     def point_colors(self, f: int, eye: Tensor, fused: bool = True) -> Tensor:
         """[N, 3] colours the peel composites: the softmax blend of the chosen views plus the SH residual
-        seen from `eye`, clamped. On the CPU one numba pass (`shade_cpu`) unless not `fused`; else torch."""
-        colors, logits, valid = self.chosen(f, eye)
-        sh, means = self.sh[f].float(), self.means[f]
+        seen from `eye`, clamped. On the CPU one numba pass over the stored arrays (`shade_cpu`) unless not
+        `fused`; else torch."""
+        means = self.means[f]
         if fused and means.device.type == "cpu":
             from splat4d.methods.fourk4d.shade_cpu import shade_cpu
 
-            return shade_cpu(colors, logits, valid, sh, means, eye)
+            return shade_cpu(self.colors[f], self.logits[f], self.valid[f], self.sh[f], means, eye, self.views_for(eye))
+        colors, logits, valid = self.chosen(f, eye)
         blended = ibr.blend(colors, logits, valid, torch.arange(colors.shape[1], device=colors.device))
-        return ibr.point_colors(blended, ibr.sh_residual(sh, means, eye))
+        return ibr.point_colors(blended, ibr.sh_residual(self.sh[f].float(), means, eye))
 
     def peel(self, f: int, colors: Tensor, cam: Cameras, background: Tensor | None = None) -> dict[str, Tensor]:
         return render_points(self.means[f], self.radii[f], self.densities[f].float(), colors, cam, self.cfg.k_render,
