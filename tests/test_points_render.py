@@ -124,7 +124,7 @@ def test_fused_cpu_peel_matches_the_torch_composite():
     uv, z, r = project_points(means, radii, cam)
     idx = select_nearest(uv, z, r, 30, 22, 6, "dense")
     ref = composite_points(idx, uv, z, r, dens, cols, bg)
-    got = peel_cpu(uv, z, r, dens, cols, 30, 22, 6, bg)
+    got = peel_cpu(means, radii, dens, cols, cam, 6, bg)
     assert torch.equal(got["idx"], idx)
     for key in ("rgb", "alpha", "depth"):
         assert torch.allclose(got[key], ref[key], atol=1e-12), key

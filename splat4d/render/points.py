@@ -153,17 +153,17 @@ def render_points(means: Tensor, radii: Tensor, densities: Tensor, colors: Tenso
         k: points composited per pixel; background [D]; backend: selection backend (`select_nearest`).
     Returns:
         rgb [H, W, D], alpha [H, W], depth [H, W], idx [H, W, k], and weights [H, W, k] when computed in
-        torch (a render without gradients on the CPU runs selection and compositing in one numba kernel,
+        torch (a render without gradients on the CPU runs projection, selection and compositing in numba,
         `points_cpu.peel_cpu`, and returns no weights).
     """
     if len(camera) != 1:
         raise ValueError(f"render_points draws one camera, got {len(camera)}")
-    uv, z, r_px = project_points(means, radii, camera)
     grads = torch.is_grad_enabled() and any(t.requires_grad for t in (means, radii, densities, colors))
     if not grads and backend in ("auto", "cpu") and means.device.type == "cpu":
-        from splat4d.render.points_cpu import peel_cpu  # forward only: selection and compositing in one kernel
+        from splat4d.render.points_cpu import peel_cpu  # forward only: projection, selection, compositing in numba
 
-        return peel_cpu(uv, z, r_px, densities, colors, int(camera.width), int(camera.height), k, background)
+        return peel_cpu(means, radii, densities, colors, camera, k, background)
+    uv, z, r_px = project_points(means, radii, camera)
     idx = select_nearest(uv.detach(), z.detach(), r_px.detach(), int(camera.width), int(camera.height), k, backend)
     out = composite_points(idx, uv, z, r_px, densities, colors, background)
     out["idx"] = idx

@@ -1,8 +1,13 @@
-"""Numba kernel of the depth-peeling selection (`splat4d.render.points`): per pixel the k covering points
-nearest the camera. Points are visited in the order given (`select_cpu`: front to back) and each is
-inserted into the k-list of every pixel it covers, sorted by depth and then point index (ties go to the
-lower index, as the torch backends order them, whatever the order of the visit). Rows of the image are split between threads; each thread visits every point
-but only the rows it owns, so no two threads write one pixel."""
+"""Numba kernels of depth peeling (`splat4d.render.points`).
+
+Selection (`select_cpu`, any render): per pixel the k covering points nearest the camera. Points are
+visited front to back and each is inserted into the k-list of every pixel it covers, sorted by depth and
+then point index (ties go to the lower index, as the torch backends order them, whatever the order of the
+visit). Rows of the image are split between threads; each thread visits every point but only the rows it
+owns, so no two threads write one pixel.
+
+A render without gradients (`peel_cpu`, a baked model's) also projects and composites in numba, reading
+the stored arrays as they are."""
 
 from __future__ import annotations
 
@@ -60,18 +65,40 @@ def _select(u, v, z, r, ids, width, height, k, row_blocks):
 
 
 def select_cpu(uv: Tensor, z: Tensor, r_px: Tensor, width: int, height: int, k: int) -> Tensor:
-    """[H, W, k] long indices of the k nearest covering points per pixel (-1: none); see the module.
-
-    The kernel visits the points front to back (each insertion is then an append, and a pixel whose list
-    is full rejects every later point at once: half the time of index order on a 30k-point 4K4D frame);
-    equal depths are ordered by point index inside the kernel, so the order of the visit changes nothing."""
+    """[H, W, k] long indices of the k nearest covering points per pixel (-1: none); see the module."""
     a = lambda t: np.ascontiguousarray(t.detach().cpu().double().numpy())  # noqa: E731
-    uv_, z_ = a(uv), a(z)
-    order = np.argsort(z_)
+    uv_ = a(uv)
+    return torch.from_numpy(_select_np(uv_[:, 0], uv_[:, 1], a(z), a(r_px), width, height, k)).to(uv.device)
+
+
+def _select_np(u, v, z, r, width: int, height: int, k: int) -> np.ndarray:
+    """The selection on numpy arrays. The kernel visits the points front to back (each insertion is then an
+    append, and a pixel whose list is full rejects every later point at once: half the time of index order
+    on a 30k-point 4K4D frame); equal depths are ordered by point index inside the kernel, so the order of
+    the visit changes nothing."""
+    order = np.argsort(z)
     blocks = max(1, min(height, 4 * torch.get_num_threads()))
-    out = _select(uv_[order, 0], uv_[order, 1], z_[order], a(r_px)[order], order.astype(np.int64), int(width),
-                  int(height), int(k), blocks)
-    return torch.from_numpy(out).to(uv.device)
+    return _select(u[order], v[order], z[order], r[order], order.astype(np.int64), int(width), int(height), int(k),
+                   blocks)
+
+
+@njit(parallel=True, cache=True)
+def _project(means, radii, R, t, K):
+    """`points.project_points` in float64: screen centre (u, v), depth z and screen radius r per point."""
+    n = means.shape[0]
+    u, v, z, r = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    f = 0.5 * (abs(K[0, 0]) + abs(K[1, 1]))
+    for i in prange(n):
+        x = R[0, 0] * means[i, 0] + R[0, 1] * means[i, 1] + R[0, 2] * means[i, 2] + t[0]
+        y = R[1, 0] * means[i, 0] + R[1, 1] * means[i, 1] + R[1, 2] * means[i, 2] + t[1]
+        zi = R[2, 0] * means[i, 0] + R[2, 1] * means[i, 1] + R[2, 2] * means[i, 2] + t[2]
+        front = zi > 1e-6
+        safe = zi if front else 1.0
+        u[i] = K[0, 0] * x / safe + K[0, 2]
+        v[i] = K[1, 1] * y / safe + K[1, 2]
+        z[i] = zi
+        r[i] = f * radii[i] / safe if front else 0.0
+    return u, v, z, r
 
 
 @njit(parallel=True, cache=True)
@@ -109,16 +136,20 @@ def _peel_forward(idx, u, v, z, r, dens, colors, bg):
     return rgb, alpha, depth
 
 
-def peel_cpu(uv: Tensor, z: Tensor, r_px: Tensor, densities: Tensor, colors: Tensor, width: int, height: int, k: int,
+def peel_cpu(means: Tensor, radii: Tensor, densities: Tensor, colors: Tensor, camera, k: int,
              background: Tensor | None = None) -> dict[str, Tensor]:
-    """Selection and compositing in numba, forward only (a baked model's render): the values of
-    `points.composite_points` on the same selection. -> rgb [H, W, D], alpha [H, W], depth [H, W], idx."""
-    a = lambda t: np.ascontiguousarray(t.detach().cpu().double().numpy())  # noqa: E731
-    idx = select_cpu(uv, z, r_px, width, height, k)
-    bg = np.zeros(colors.shape[-1]) if background is None else a(background.reshape(-1))
-    uv_ = a(uv)
-    rgb, alpha, depth = _peel_forward(idx.numpy(), uv_[:, 0].copy(), uv_[:, 1].copy(), a(z), a(r_px), a(densities),
-                                      a(colors), bg)
+    """Projection, selection and compositing in numba, forward only (a baked model's render): the values
+    of `points.render_points` (projected in float64, so a pixel's values may differ from the float32 torch
+    path's by float32 rounding). The stored arrays are read as they are (float32 or float64), nothing is
+    converted beforehand. -> rgb [H, W, D], alpha [H, W], depth [H, W] (colors' dtype), idx [H, W, k]."""
+    a = lambda t: np.ascontiguousarray(t.detach().cpu().numpy())  # noqa: E731
+    f64 = lambda t: np.ascontiguousarray(t.detach().cpu().double().numpy())  # noqa: E731
+    width, height = int(camera.width), int(camera.height)
+    u, v, z, r = _project(a(means), a(radii), f64(camera.viewmats[0, :3, :3]), f64(camera.viewmats[0, :3, 3]),
+                          f64(camera.Ks[0]))
+    idx = _select_np(u, v, z, r, width, height, k)
+    bg = np.zeros(colors.shape[-1]) if background is None else f64(background.reshape(-1))
+    rgb, alpha, depth = _peel_forward(idx, u, v, z, r, a(densities), a(colors), bg)
     dt = colors.dtype
     return {"rgb": torch.from_numpy(rgb).to(dt), "alpha": torch.from_numpy(alpha).to(dt),
-            "depth": torch.from_numpy(depth).to(dt), "idx": idx}
+            "depth": torch.from_numpy(depth).to(dt), "idx": torch.from_numpy(idx)}
