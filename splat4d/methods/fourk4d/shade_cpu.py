@@ -95,7 +95,7 @@ def shade_cpu(colors: Tensor, logits: Tensor, valid: Tensor, sh: Tensor, means: 
     if sh.shape[1] not in _DEGREE:
         raise ValueError(f"SH coefficients per point must be 1, 4, 9 or 16, got {sh.shape[1]}")
     if views is None:
-        views = torch.arange(colors.shape[1])
+        views = torch.arange(colors.shape[1], device="cpu")
     a = lambda t, dt=torch.float32: np.ascontiguousarray(t.detach().to("cpu", dt).numpy())  # noqa: E731
     out = _shade(_stored(colors), a(views, torch.int64), a(logits), a(valid, torch.bool), _stored(sh), a(means),
                  a(eye, torch.float64), _DEGREE[sh.shape[1]], SH_SCALE, _HALF)
