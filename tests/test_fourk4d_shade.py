@@ -41,7 +41,7 @@ def test_fused_colours_read_fp16_storage_and_pick_the_chosen_views_in_place():
     expected = ibr.point_colors(blended, ibr.sh_residual(sh.float(), means, eye))
     got = shade_cpu(colors, logits, valid, sh, means, eye, views)
     torch.testing.assert_close(got, expected, atol=2e-6, rtol=0)
-    # the fp16 table widens every bit pattern exactly (subnormals, infinities and the largest finite value)
+    # the fp16 table widens every finite bit pattern exactly (subnormals and the largest values included)
     from splat4d.methods.fourk4d.shade_cpu import _HALF
 
     bits = torch.arange(65536, dtype=torch.int32).to(torch.int16).view(torch.float16).float()

@@ -77,11 +77,12 @@ class AnchorRefiner:
             scale = torch.tensor([o.meta["width"] / 2.0, o.meta["height"] / 2.0], device=m2d.device) * views
             norms = (m2d.grad.detach() * scale).norm(dim=-1)  # [C, N]
             w = w.detach().to(norms)
-            self.wgrad.index_add_(0, slot, (w * norms).sum(0).to(self.wgrad))
-            self.weight.index_add_(0, slot, w.sum(0).to(self.weight))
+            wg = (w * norms).sum(0).to(self.wgrad)
             t = float(o.meta.get("time", 0.0))
-            self.wtime.index_add_(0, slot, (w * norms).sum(0).to(self.wtime) * t)
-            self.wtime2.index_add_(0, slot, (w * norms).sum(0).to(self.wtime2) * (t * t))
+            self.wgrad.index_add_(0, slot, wg)
+            self.weight.index_add_(0, slot, w.sum(0).to(self.weight))
+            self.wtime.index_add_(0, slot, wg * t)
+            self.wtime2.index_add_(0, slot, wg * (t * t))
             seen = (w > 0).any(0)
             opac = torch.where(seen, o.meta["opacities"].to(self.max_opacity), torch.zeros_like(self.max_opacity[slot]))
             self.max_opacity.scatter_reduce_(0, slot, opac, reduce="amax")
