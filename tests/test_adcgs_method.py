@@ -281,3 +281,27 @@ def test_dynamic_init_fraction_moves_part_of_the_ray_anchors(scene):
     assert not torch.equal(base.field.anchors[tail], dyn.field.anchors[tail])
     with pytest.raises(Exception, match="dynamic_init_fraction"):
         _cfg(dynamic_init_fraction=1.5).validate()
+
+
+def test_background_term_covers_background_coloured_pixels_outside_the_masks(scene):
+    cls = get_method("adcgs")
+    m = cls.from_scene(scene, _cfg(lambda_background=1.0), torch.Generator().manual_seed(0))
+    assert m.cfg.background_pixels == "outside_masks" and m.wants_alphas  # the tiny scene has masks
+    m.param_groups(40)
+    m.train()
+    view = scene.split("train")[0]
+    cam = scene.camera(view)
+    out = m.render(cam, float(view.time), torch.zeros(3))
+    image = torch.zeros(1, cam.height, cam.width, 3)  # every pixel shows the (black) background colour
+    inside = torch.zeros(1, cam.height, cam.width)
+    inside[:, : cam.height // 2] = 1.0  # ... but the top half is inside the mask: a black object
+    def term(alphas):
+        batch = Batch(cam, torch.tensor([view.time]), image, alphas, torch.zeros(3), torch.tensor([0]))
+        return m.loss(batch, [out], 0)[1]["background_alpha"]
+
+    alpha = out.alpha[0, ..., 0].detach()
+    assert term(None) == pytest.approx(float(alpha.mean()), rel=1e-5)
+    assert term(inside) == pytest.approx(float((alpha * (1 - inside[0])).mean()), rel=1e-5)
+    assert term(inside) < term(None)
+    plain = cls.from_scene(scene, _cfg(lambda_background=1.0, background_pixels="colour"), torch.Generator().manual_seed(0))
+    assert not plain.wants_alphas
