@@ -234,6 +234,10 @@ class ADCGSConfig:
     0.003) the D-NeRF capture's random initial cloud (3,721 anchors, 5x the growth cap) was never pruned,
     so nothing could grow (22.5 dB); at 0.05 it fell to ~1,000 anchors and growth placed the rest on the
     balls (23.8 dB). Synthetic default: 25.8 vs 26.1 dB (within the seed spread)."""
+    max_prune_fraction: float = 1.0
+    """A refinement prunes at most this fraction of the anchors, those with the lowest opacity first (1: no
+    limit). The opacities come from one shared network, so a loss term that lowers them all at once can take
+    every anchor below prune_opacity for a moment (D-NeRF, lambda_background 0.2: 3,721 anchors to 201)."""
     max_anchors: int = 0
     """Never grow beyond this many anchors (0: from the scene, as densification's `auto_max_gaussians`: 4
     primitives per foreground pixel of a view, divided by K, and never below the initial anchors;
@@ -273,6 +277,7 @@ class ADCGSConfig:
         check_choice(f"{prefix}.background_pixels", self.background_pixels, ("auto", "colour", "outside_masks"))
         check_float(f"{prefix}.background_start_fraction", self.background_start_fraction, 0, 1)
         check_float(f"{prefix}.prune_opacity", self.prune_opacity, 0, 1, hi_open=True)
+        check_float(f"{prefix}.max_prune_fraction", self.max_prune_fraction, 0, 1)
         for name in ("step_f_v", "step_f_g", "step_cov", "step_col"):
             check_float(f"{prefix}.{name}", getattr(self, name), 0, lo_open=True)
         check_positive_lrs(self, prefix, ("lr_features", "lr_log_cov", "lr_colors", "lr_mlp", "lr_deform", "lr_entropy",

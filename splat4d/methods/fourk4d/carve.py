@@ -16,6 +16,7 @@ The hull therefore contains the object and exceeds it by about a fine voxel wher
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from splat4d.cameras import Cameras
-from splat4d.config_checks import check_float, check_int
+from splat4d.config_checks import check_choice, check_float, check_int
 from splat4d.errors import ConfigError, DatasetError
 
 
@@ -45,7 +46,12 @@ class CarveConfig:
     points: int = 20000
     """Points per frame after resampling (exactly this many; with replacement when the hull is smaller)."""
     surface_only: bool = True
-    """Resample the hull's surface voxels only (the inside is never seen)."""
+    """Resample the hull's surface voxels only (the inside is never seen); with points_from "hull"."""
+    points_from: str = "rays"
+    """Where a frame's points lie: "hull" (uniformly in the hull's (surface) voxels, as 4K4D) or "rays" (on
+    rays through the masks' pixels, at the depth inside the hull where the frame's cameras agree on the
+    pixel's colour: `surface`). Synthetic default scene, frame 0: median distance to the true surfaces 3.2
+    fine voxels from the hull, 1.1 on rays."""
     seed: int = 0
     """Seed of the resampling."""
 
@@ -57,6 +63,7 @@ class CarveConfig:
         check_int(f"{prefix}.min_neighbors", self.min_neighbors, 0, 26)
         check_int(f"{prefix}.points", self.points, 1)
         check_int(f"{prefix}.seed", self.seed, 0)
+        check_choice(f"{prefix}.points_from", self.points_from, ("hull", "rays"))
         if self.coarse_resolution * self.refine > 1024:
             raise ConfigError(f"{prefix}.coarse_resolution x {prefix}.refine must be at most 1024 (a dense fine grid "
                               f"of that many voxels per side), got {self.coarse_resolution * self.refine}")
@@ -167,6 +174,20 @@ def carve_frame(cams: Cameras, masks: Tensor, bounds: Tensor, cfg: CarveConfig,
     return Hull(centers, size, surface, pts)
 
 
+def frame_points(hull: Hull, cams: Cameras, masks: Tensor, images: Tensor, bounds: Tensor, cfg: CarveConfig,
+                 generator: torch.Generator | None = None) -> Tensor:
+    """The frame's cfg.points points [P, 3] as `points_from` says: the hull's resampled points, or points on
+    the masks' rays (`surface.surface_points`; images [C, H, W, 3] in [0, 1]; the hull's points when no ray
+    enters the hull)."""
+    if cfg.points_from == "hull":
+        return hull.points
+    from splat4d.methods.fourk4d.surface import HullGrid, surface_points
+
+    gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
+    pts = surface_points(cams, images, masks, HullGrid(hull.voxels, hull.voxel_size, bounds), bounds, cfg.points, gen)
+    return pts if len(pts) else hull.points
+
+
 def frame_masks(scene, views, background=None, threshold: float = 0.5, use_masks: bool = True) -> Tensor:
     """[C, H, W] bool foreground masks of `views`: each view's mask (mask file or RGBA alpha) above
     `threshold`, else (or with `use_masks` False) pixels that differ from `background` (RGB in [0, 1]) when
@@ -239,10 +260,14 @@ def carve_scene(scene, cfg: CarveConfig, split: str = "train", background=None, 
     for f, views in bar:
         masks = frame_masks(scene, views, background)
         cams = Cameras.cat([scene.camera(v) for v in views])
+        gen = torch.Generator().manual_seed(cfg.seed + f)
         try:
-            hull = carve_frame(cams, masks, scene.bounds, cfg, torch.Generator().manual_seed(cfg.seed + f))
+            hull = carve_frame(cams, masks, scene.bounds, cfg, gen)
         except DatasetError as e:
             raise DatasetError(f"frame {f}: {e}") from None
+        if cfg.points_from != "hull":
+            images = torch.stack([torch.from_numpy(scene.image_uint8(v)).float() / 255.0 for v in views])
+            hull = dataclasses.replace(hull, points=frame_points(hull, cams, masks, images, scene.bounds, cfg, gen))
         out.append({"frame": f, "time": float(views[0].time), "hull": hull,
                     "colors": point_colors(hull.points, scene, views, masks)})
         bar.set_postfix(voxels=len(hull.voxels), surface=int(hull.surface.sum()))
@@ -253,7 +278,6 @@ def write_carved(out_dir, frames: list[dict], cfg: CarveConfig, source: str) -> 
     """One PLY per frame (`<frame:06d>.ply`, points with their colours) and `carve.json` (settings and per
     frame: time, voxel size, kept and surface voxels). The folder appears whole or not at all: written
     beside it under a temporary name, then renamed (a previous carve's folder is replaced)."""
-    import dataclasses
     import json
     import shutil
     import tempfile

@@ -32,7 +32,7 @@ from splat4d.fields.mlp import MLP
 from splat4d.fields.sh import num_sh_bases
 from splat4d.methods.base import Batch, Method, register
 from splat4d.methods.fourk4d import ibr
-from splat4d.methods.fourk4d.carve import CarveConfig, carve_frame, frame_masks, frames_of
+from splat4d.methods.fourk4d.carve import CarveConfig, carve_frame, frame_masks, frame_points, frames_of
 from splat4d.render import RenderOutput
 from splat4d.render.points import render_points
 from splat4d.train.losses import photometric_loss
@@ -168,13 +168,14 @@ class FourK4D(Method):
         for f, views in tqdm(frames.items(), desc="carve", unit="frame"):
             masks = frame_masks(scene, views, bg, use_masks=use_masks)
             cams = Cameras.cat([scene.camera(v) for v in views])
+            gen = torch.Generator().manual_seed(cfg.carve.seed + f)
             try:
-                hull = carve_frame(cams, masks, scene.bounds, cfg.carve, torch.Generator().manual_seed(cfg.carve.seed + f))
+                hull = carve_frame(cams, masks, scene.bounds, cfg.carve, gen)
             except DatasetError as e:
                 raise DatasetError(f"frame {f}: {e}") from None
-            positions.append(hull.points)
-            voxel = hull.voxel_size
             images.append(torch.stack([torch.from_numpy(scene.image_uint8(v)) for v in views]))
+            positions.append(frame_points(hull, cams, masks, images[-1].float() / 255.0, scene.bounds, cfg.carve, gen))
+            voxel = hull.voxel_size
             times.append(float(views[0].time))
         cams = Cameras.cat([scene.camera(v) for v in next(iter(frames.values()))])
         b = scene.bounds.float()
