@@ -305,3 +305,24 @@ def test_background_term_covers_background_coloured_pixels_outside_the_masks(sce
     assert term(inside) < term(None)
     plain = cls.from_scene(scene, _cfg(lambda_background=1.0, background_pixels="colour"), torch.Generator().manual_seed(0))
     assert not plain.wants_alphas
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.3])
+def test_a_refinement_prunes_at_most_max_prune_fraction_of_the_anchors_faintest_first(scene, fraction):
+    torch.manual_seed(0)
+    cls = get_method("adcgs")
+    m = cls.from_scene(scene, _cfg(max_prune_fraction=fraction, reseed_anchors=0, grow_threshold=1e9),
+                       torch.Generator().manual_seed(0))
+    opt = make_adam(m.param_groups(40))
+    for step in range(4):  # gather statistics, no refinement yet
+        _step(m, opt, scene, step)
+    A = len(m.field)
+    faint = torch.linspace(0.0, 0.04, A)  # every anchor below prune_opacity (0.05), in a known order
+    m.refiner.max_opacity.copy_(faint.repeat_interleave(m.cfg.k))
+    kept_anchors = m.field.anchors.detach()[int(fraction * A):].clone() if fraction < 1 else None
+    ev = m.refiner.refine(m, opt, 5)
+    if fraction == 1.0:
+        assert ev["pruned"] == A - 1  # all but one (never an empty model)
+    else:
+        assert ev["pruned"] == int(0.3 * A) and len(m.field) == A - ev["pruned"] + ev["grown"]
+        assert torch.equal(m.field.anchors.detach()[: len(kept_anchors)], kept_anchors)  # the faintest went
