@@ -164,11 +164,6 @@ class ADCGSConfig:
     all but 132 of 3,721 anchors fell below the draw threshold within 100 iterations and a refinement pruned
     3,703 (benchmarks/adcgs_diagnostics.py prune). Starting it at 0.5 avoids that but did not raise the mean
     PSNR over three seeds (docs/benchmarks.md), so it starts at once by default."""
-    background_pixels: str = "auto"
-    """Which pixels the background-opacity term covers: "colour" (those of the background colour) or
-    "outside_masks" (those of the background colour that are also outside the capture's foreground masks:
-    a white part of a D-NeRF object is not sky); "auto": outside_masks when every training view has a mask
-    (resolved in place, so the run's config.yaml shows it)."""
     step_f_v: float = 0.1
     """Base quantisation step of f_v."""
     step_f_g: float = 0.1
@@ -234,10 +229,6 @@ class ADCGSConfig:
     0.003) the D-NeRF capture's random initial cloud (3,721 anchors, 5x the growth cap) was never pruned,
     so nothing could grow (22.5 dB); at 0.05 it fell to ~1,000 anchors and growth placed the rest on the
     balls (23.8 dB). Synthetic default: 25.8 vs 26.1 dB (within the seed spread)."""
-    max_prune_fraction: float = 1.0
-    """A refinement prunes at most this fraction of the anchors, those with the lowest opacity first (1: no
-    limit). The opacities come from one shared network, so a loss term that lowers them all at once can take
-    every anchor below prune_opacity for a moment (D-NeRF, lambda_background 0.2: 3,721 anchors to 201)."""
     max_anchors: int = 0
     """Never grow beyond this many anchors (0: from the scene, as densification's `auto_max_gaussians`: 4
     primitives per foreground pixel of a view, divided by K, and never below the initial anchors;
@@ -274,10 +265,8 @@ class ADCGSConfig:
             check_float(f"{prefix}.{name}", getattr(self, name), 0, 1)
         check_float(f"{prefix}.lambda_ssim", self.lambda_ssim, 0, 1)
         check_float(f"{prefix}.lambda_background", self.lambda_background, 0)
-        check_choice(f"{prefix}.background_pixels", self.background_pixels, ("auto", "colour", "outside_masks"))
         check_float(f"{prefix}.background_start_fraction", self.background_start_fraction, 0, 1)
         check_float(f"{prefix}.prune_opacity", self.prune_opacity, 0, 1, hi_open=True)
-        check_float(f"{prefix}.max_prune_fraction", self.max_prune_fraction, 0, 1)
         for name in ("step_f_v", "step_f_g", "step_cov", "step_col"):
             check_float(f"{prefix}.{name}", getattr(self, name), 0, lo_open=True)
         check_positive_lrs(self, prefix, ("lr_features", "lr_log_cov", "lr_colors", "lr_mlp", "lr_deform", "lr_entropy",
@@ -337,8 +326,6 @@ class ADCGS(Method):
         from_cloud = cfg.max_init_anchors - on_rays
         voxel = cfg.voxel_size or auto_voxel(pts, extent, from_cloud)
         views_per_time = scene.views_per_time("train")
-        if cfg.background_pixels == "auto":  # resolved in place, so the run's config.yaml shows it
-            cfg.background_pixels = "outside_masks" if scene.has_masks("train") else "colour"
         if cfg.time_rows <= 0:  # resolved in place, so the run's config.yaml shows it
             cfg.time_rows = auto_time_resolution(scene.num_frames, views_per_time)
         if cfg.time_smooth < 0:
@@ -402,10 +389,6 @@ class ADCGS(Method):
         return cls(cfg, field, extent, float(state["voxel"]), float(state["grow_threshold"]))
 
     # ------------------------------------------------------------ training
-    @property
-    def wants_alphas(self) -> bool:
-        return self.cfg.lambda_background > 0 and self.cfg.background_pixels == "outside_masks"
-
     def param_groups(self, total_steps: int) -> list[ParamGroup]:
         c, f, e = self.cfg, self.field, float(self.extent)
         for buf, frac in ((self.warmup_iters, c.warmup_fraction), (self.quantise_iters, c.quantise_fraction),
@@ -472,8 +455,6 @@ class ADCGS(Method):
             self.refiner.note_missed(batch, torch.cat([o.alpha for o in outs])[..., 0], step)
         if self.cfg.lambda_background > 0 and step >= self._background_start:
             shows_bg = (batch.images - batch.background.to(batch.images)).abs().amax(-1) <= FOREGROUND_THRESHOLD
-            if batch.alphas is not None:  # background_pixels "outside_masks"
-                shows_bg = shows_bg & (batch.alphas < 0.5)
             alpha = torch.cat([o.alpha for o in outs])[..., 0]
             bg_alpha = (alpha * shows_bg.to(alpha)).mean()
             loss = loss + self.cfg.lambda_background * bg_alpha

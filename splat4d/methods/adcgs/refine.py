@@ -101,14 +101,9 @@ class AnchorRefiner:
         for t in (self.wgrad, self.weight, self.wtime, self.wtime2):
             distributed.all_reduce_sum_(t)
         distributed.all_reduce_max_(self.max_opacity)
-        opacity = self.max_opacity.reshape(A, K).amax(1)
-        keep = opacity >= c.prune_opacity
+        keep = self.max_opacity.reshape(A, K).amax(1) >= c.prune_opacity
         if not bool(keep.any()):
             keep[self.weight.reshape(A, K).sum(1).argmax()] = True  # never leave an empty model
-        limit = int(c.max_prune_fraction * A)
-        if int((~keep).sum()) > limit:  # prune only the `limit` faintest
-            keep = torch.ones_like(keep)
-            keep[torch.argsort(opacity, stable=True)[:limit]] = False
         significance = torch.where(self.weight > 0, self.wgrad / self.weight.clamp_min(1e-12),
                                    torch.zeros_like(self.wgrad))
         seeds = self._seeds(method, keep)
