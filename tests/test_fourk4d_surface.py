@@ -66,3 +66,14 @@ def test_points_on_rays_lie_nearer_the_surfaces_than_the_loose_hulls():
     assert on_rays < 0.75 * on_hull, (float(on_rays), float(on_hull))
     cfg_hull = CarveConfig(coarse_resolution=24, refine=2, points=3000, points_from="hull")
     assert frame_points(hull, cams, masks, images, scene.bounds, cfg_hull) is hull.points
+
+
+def test_lone_points_are_the_ones_far_from_the_crowd():
+    from splat4d.methods.fourk4d.surface import lone_points
+
+    g = torch.Generator().manual_seed(0)
+    crowd = torch.rand(500, 3, generator=g) * torch.tensor([1.0, 1.0, 0.01])  # a thin sheet
+    far = torch.tensor([[0.5, 0.5, 0.4], [2.0, 2.0, 2.0]])
+    lone = lone_points(torch.cat([crowd, far]))
+    assert lone[-2:].all() and lone[:-2].float().mean() < 0.05
+    assert not lone_points(far).any()  # too few to tell

@@ -14,6 +14,12 @@ where it leaves it, then as many again within one stratum either side of the bes
 are drawn at random. On the same frame: a median 1.1 voxels from the true surfaces, 76 % within 2.
 Occlusion is not modelled (a camera that sees something else in front of the surface does not vote for
 it), and a ray that misses the hull gives no point.
+
+A few points land far off (1 % beyond 10 voxels on that frame: a colour that matches elsewhere too, e.g.
+a two-colour checker), alone in space where the others crowd on the surfaces: a point whose
+OUTLIER_NEIGHBOUR-th nearest point lies beyond OUTLIER_FACTOR x the median of that distance is dropped
+and another ray's point takes its place (on that frame 9 % dropped; the 99th percentile of the distance
+to the surfaces 10.2 -> 3.9 voxels).
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ SAMPLES = 32
 """Candidate depths per ray and pass."""
 PASSES = 2
 """Searches per ray; each after the first within one stratum either side of the last one's choice."""
+OUTLIER_NEIGHBOUR = 8
+"""Which nearest neighbour's distance tells a lone point."""
+OUTLIER_FACTOR = 1.5
+"""A point whose OUTLIER_NEIGHBOUR-th nearest point is further than this x the median such distance is dropped."""
 _SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
@@ -105,13 +115,28 @@ def surface_points(cams: Cameras, images: Tensor, masks: Tensor, hull: HullGrid,
     ok = (leave > enter).nonzero()[:, 0]
     if len(ok) == 0:
         return torch.zeros(0, 3, device="cpu")
-    ok = ok[:n] if len(ok) >= n else ok[torch.randint(len(ok), (n,), generator=generator, device="cpu")]
+    m = n + n // 4  # a quarter more than wanted: the lone ones are dropped
+    ok = ok[:m] if len(ok) >= m else ok[torch.randint(len(ok), (m,), generator=generator, device="cpu")]
     o, d, c, lo, hi = o[ok], d[ok], c[ok], enter[ok], leave[ok]
     out = []
-    for i in range(0, n, chunk):
+    for i in range(0, m, chunk):
         out.append(_best_depths(o[i:i + chunk], d[i:i + chunk], c[i:i + chunk], lo[i:i + chunk], hi[i:i + chunk],
                                 cams, images.float(), hull, generator, samples, passes, threshold))
-    return torch.cat(out)
+    pts = torch.cat(out)
+    pts = pts[~lone_points(pts, chunk=chunk)]
+    if len(pts) >= n:
+        return pts[:n]
+    return pts[torch.randint(len(pts), (n,), generator=generator, device="cpu")]
+
+
+def lone_points(points: Tensor, k: int = OUTLIER_NEIGHBOUR, factor: float = OUTLIER_FACTOR, chunk: int = 2048) -> Tensor:
+    """[N] bool: points [N, 3] whose k-th nearest other point is further than factor x the median such
+    distance (none with k or fewer points)."""
+    if len(points) <= k:
+        return torch.zeros(len(points), dtype=torch.bool, device="cpu")
+    kth = torch.cat([torch.cdist(points[i:i + chunk], points).topk(k + 1, dim=1, largest=False).values[:, k]
+                     for i in range(0, len(points), chunk)])
+    return kth > factor * kth.median()
 
 
 def _best_depths(o, d, c, lo, hi, cams, images, hull, generator, samples, passes, threshold) -> Tensor:
