@@ -150,7 +150,7 @@ def _best_depths(o, d, c, lo, hi, cams, images, hull, generator, samples, passes
         score = score.reshape(r, samples).float().masked_fill(~hull(pts), -1.0)
         best = score >= score.amax(1, keepdim=True)
         choice = torch.multinomial(best.float(), 1, generator=generator)[:, 0]
-        chosen = depth[torch.arange(r), choice]
+        chosen = depth[torch.arange(r, device="cpu"), choice]
         step = (hi - lo) / samples
         lo, hi = torch.maximum(chosen - step, enter), torch.minimum(chosen + step, leave)
-    return pts[torch.arange(r), choice]
+    return pts[torch.arange(r, device="cpu"), choice]
