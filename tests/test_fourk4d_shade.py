@@ -53,3 +53,15 @@ def test_fused_colours_refuse_an_sh_size_of_no_degree():
     with pytest.raises(ValueError, match="1, 4, 9 or 16"):
         shade_cpu(torch.rand(2, 1, 3), torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), torch.zeros(2, 5, 3),
                   torch.zeros(2, 3), torch.ones(3))
+
+
+def test_fused_colours_of_the_needed_points_only():
+    g = torch.Generator().manual_seed(3)
+    N, V = 100, 4
+    colors, logits = torch.rand(N, V, 3, generator=g), torch.randn(N, V, generator=g)
+    valid, sh = torch.rand(N, V, generator=g) > 0.2, torch.randn(N, 9, 3, generator=g)
+    means, eye = torch.randn(N, 3, generator=g), torch.tensor([0.0, -3.0, 1.0])
+    need = torch.rand(N, generator=g) > 0.5
+    full = shade_cpu(colors, logits, valid, sh, means, eye)
+    part = shade_cpu(colors, logits, valid, sh, means, eye, need=need)
+    assert torch.equal(part[need], full[need]) and (part[~need] == 0).all()

@@ -131,3 +131,16 @@ def test_fused_cpu_peel_matches_the_torch_composite():
     with torch.no_grad():  # render_points takes the fused path without gradients
         out = render_points(means, radii, dens, cols, cam, k=6, background=bg)
     assert "weights" not in out and torch.allclose(out["rgb"], ref["rgb"], atol=1e-12)
+    asked = []
+
+    def shade(need):  # colours only where some pixel composites a point; garbage elsewhere must not show
+        asked.append(need)
+        return torch.where(need[:, None], cols, torch.full_like(cols, float("nan")))
+
+    lazy = peel_cpu(means, radii, dens, shade, cam, 6, bg)
+    assert torch.equal(lazy["rgb"], got["rgb"])
+    from splat4d.render.points_cpu import used_points
+
+    need = used_points(means, radii, cam, 6)
+    assert torch.equal(asked[0], need) and torch.equal(need.nonzero()[:, 0], torch.unique(idx[idx >= 0]))
+    assert 0 < int(need.sum()) < len(means)

@@ -63,9 +63,11 @@ def render_ms(method, scene, frames: int) -> float:
 @torch.no_grad()
 def baked_split_ms(baked, scene, frames: int) -> dict[str, float]:
     """Median ms per test view of the baked renderer's parts: the point colours (choosing the source
-    views, blending them, the SH residual) in numba (`colors_ms`) and in torch (`colors_torch_ms`, the
-    slow twin), and the depth peel (selection and compositing, `peel_ms`)."""
+    views, blending them, the SH residual) in numba of the points some pixel composites (`colors_ms`, as a
+    render shades them) and in torch of every point (`colors_torch_ms`, the slow twin), and the depth peel
+    (projection, selection and compositing, `peel_ms`)."""
     from splat4d.methods.fourk4d import ibr
+    from splat4d.render.points_cpu import used_points
 
     views = scene.split("test")
     bg = torch.tensor(scene.background)
@@ -75,8 +77,9 @@ def baked_split_ms(baked, scene, frames: int) -> dict[str, float]:
         cam = scene.camera(v)
         eye = cam.centers[0]
         f = ibr.nearest_frame(baked.frame_times, float(v.time))
+        need = used_points(baked.means[f], baked.radii[f], cam, baked.cfg.k_render)
         t0 = time.perf_counter()
-        colors = baked.point_colors(f, eye)
+        colors = baked.point_colors(f, eye, need=need)
         t1 = time.perf_counter()
         baked.point_colors(f, eye, fused=False)
         t2 = time.perf_counter()

@@ -86,15 +86,16 @@ class BakedFourK4D(Method):
         views = self.views_for(eye)
         return self.colors[f][:, views].float(), self.logits[f][:, views], self.valid[f][:, views]
 
-    def point_colors(self, f: int, eye: Tensor, fused: bool = True) -> Tensor:
+    def point_colors(self, f: int, eye: Tensor, fused: bool = True, need: Tensor | None = None) -> Tensor:
         """[N, 3] colours the peel composites: the softmax blend of the chosen views plus the SH residual
-        seen from `eye`, clamped. On the CPU one numba pass over the stored arrays (`shade_cpu`) unless not
-        `fused`; else torch."""
+        seen from `eye`, clamped. On the CPU one numba pass over the stored arrays (`shade_cpu`; only the
+        points `need` marks, when given) unless not `fused`; else torch (every point)."""
         means = self.means[f]
         if fused and means.device.type == "cpu":
             from splat4d.methods.fourk4d.shade_cpu import shade_cpu
 
-            return shade_cpu(self.colors[f], self.logits[f], self.valid[f], self.sh[f], means, eye, self.views_for(eye))
+            return shade_cpu(self.colors[f], self.logits[f], self.valid[f], self.sh[f], means, eye, self.views_for(eye),
+                             need)
         colors, logits, valid = self.chosen(f, eye)
         blended = ibr.blend(colors, logits, valid, torch.arange(colors.shape[1], device=colors.device))
         return ibr.point_colors(blended, ibr.sh_residual(self.sh[f].float(), means, eye))
@@ -113,7 +114,13 @@ class BakedFourK4D(Method):
         for i in range(len(cameras)):
             cam = cameras[i]
             eye = cam.centers[0]
-            out = self.peel(f, self.point_colors(f, eye), cam, background)
+            if self.means.device.type == "cpu":  # numba: select first, then shade only the points composited
+                from splat4d.render.points_cpu import peel_cpu
+
+                out = peel_cpu(self.means[f], self.radii[f], self.densities[f].float(),
+                               lambda need: self.point_colors(f, eye, need=need), cam, self.cfg.k_render, background)
+            else:
+                out = self.peel(f, self.point_colors(f, eye), cam, background)
             rgbs.append(out["rgb"])
             alphas.append(out["alpha"][..., None])
             depths.append(out["depth"][..., None])

@@ -41,13 +41,16 @@ def _value_impl(x, table):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _shade(colors, views, logits, valid, sh, means, eye, degree, scale, table):
+def _shade(colors, views, logits, valid, sh, means, eye, degree, scale, table, need):
     N, n = logits.shape[0], views.shape[0]
     B = sh.shape[1]
     out = np.empty((N, 3), dtype=np.float32)
     for chunk in prange((N + _CHUNK - 1) // _CHUNK):
         bases = np.empty(B)
         for i in range(chunk * _CHUNK, min(N, (chunk + 1) * _CHUNK)):
+            if not need[i]:
+                out[i, 0] = out[i, 1] = out[i, 2] = 0.0
+                continue
             top = -np.inf
             for j in range(n):
                 v = views[j]
@@ -88,15 +91,17 @@ def _stored(t: Tensor) -> np.ndarray:
 
 
 def shade_cpu(colors: Tensor, logits: Tensor, valid: Tensor, sh: Tensor, means: Tensor, eye: Tensor,
-              views: Tensor | None = None) -> Tensor:
+              views: Tensor | None = None, need: Tensor | None = None) -> Tensor:
     """[N, 3] float32 point colours from the source views' colours [N, V, 3] (fp16 or fp32), logits [N, V],
     valid [N, V] and SH coefficients [N, B, 3] (B = 1, 4, 9 or 16; fp16 or fp32), for points `means` [N, 3]
-    seen from `eye` [3], blending the views `views` [n] (indices into V; default all)."""
+    seen from `eye` [3], blending the views `views` [n] (indices into V; default all); only the points
+    `need` [N] bool marks (default all; the others get 0)."""
     if sh.shape[1] not in _DEGREE:
         raise ValueError(f"SH coefficients per point must be 1, 4, 9 or 16, got {sh.shape[1]}")
     if views is None:
         views = torch.arange(colors.shape[1], device="cpu")
     a = lambda t, dt=torch.float32: np.ascontiguousarray(t.detach().to("cpu", dt).numpy())  # noqa: E731
     out = _shade(_stored(colors), a(views, torch.int64), a(logits), a(valid, torch.bool), _stored(sh), a(means),
-                 a(eye, torch.float64), _DEGREE[sh.shape[1]], SH_SCALE, _HALF)
+                 a(eye, torch.float64), _DEGREE[sh.shape[1]], SH_SCALE, _HALF,
+                 np.ones(len(means), dtype=np.bool_) if need is None else a(need, torch.bool))
     return torch.from_numpy(out)
