@@ -21,6 +21,10 @@ BOX_GROWTH = 2.0
 """Each side of the search box moves out by this fraction of the scene box's size."""
 CANDIDATES = 3
 """Rays tried per point wanted (some fail the whole-capture colour test)."""
+SAMPLES = 128
+"""Candidate depths per ray and pass (`consistent_points_on_rays`). On MuJoCo toss (a floor at z = 0 seen to
+far past the scene box), median / 75th / 90th percentile of |z| over 6,000 points: 32 samples 0.040 / 0.201
+/ 0.489, 64 (three passes) 0.035 / 0.159 / 0.373, 128 0.028 / 0.133 / 0.297 (scene box 2.3 wide)."""
 
 
 def background_points(scene, n: int, generator: torch.Generator) -> Tensor:
@@ -31,6 +35,6 @@ def background_points(scene, n: int, generator: torch.Generator) -> Tensor:
         return torch.zeros(0, 3, device="cpu")
     b = scene.bounds.float()
     box = torch.stack([b[0] - BOX_GROWTH * (b[1] - b[0]), b[1] + BOX_GROWTH * (b[1] - b[0])])
-    pts, cols, _ = consistent_points_on_rays(rays, scene, box, CANDIDATES * n, generator, passes=2)
+    pts, cols, _ = consistent_points_on_rays(rays, scene, box, CANDIDATES * n, generator, samples=SAMPLES, passes=2)
     keep = static_points(pts, cols, scene)
     return pts[keep][:n]
