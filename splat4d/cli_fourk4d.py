@@ -17,7 +17,8 @@ Positional = tyro.conf.Positional
 
 @dataclass
 class Carve:
-    """Space-carve each frame of a synchronized multi-view capture into a point cloud (visual hull of the masks)."""
+    """Space-carve each frame of a synchronized multi-view capture into a point cloud (in the visual hull of the masks, on
+    the surfaces its cameras agree on by colour; --carve.points-from hull: the hull's own resample)."""
 
     path: Positional[str]
     """Dataset folder (masks beside the images, or RGBA images), or `synthetic:NAME`."""
