@@ -12,6 +12,7 @@ the stored arrays as they are."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -158,7 +159,7 @@ def used_points(means: Tensor, radii: Tensor, camera, k: int) -> Tensor:
     return torch.from_numpy(_used(_project_select(means, radii, camera, k)[4], len(means)))
 
 
-def peel_cpu(means: Tensor, radii: Tensor, densities: Tensor, colors, camera, k: int,
+def peel_cpu(means: Tensor, radii: Tensor, densities: Tensor, colors: Tensor | Callable[[Tensor], Tensor], camera, k: int,
              background: Tensor | None = None) -> dict[str, Tensor]:
     """Projection, selection and compositing in numba, forward only (a baked model's render): the values
     of `points.render_points` (projected in float64, so a pixel's values may differ from the float32 torch

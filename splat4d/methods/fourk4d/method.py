@@ -1,13 +1,14 @@
 """`fourk4d`: 4K4D (space-carved point sequences, 4D feature grid, hybrid IBR + SH appearance,
 differentiable depth peeling) as a method.
 
-Per frame f of a synchronized capture a point set P_f [N, 3] starts as the frame's visual hull (`carve`)
-and is trained. A HexPlane over (x, y, z, t) gives each point a feature; small networks turn it into a
-displacement (bounded by `max_displacement` voxels), a radius in [radius_min, radius_max] voxels and a
-density, and degree-3 SH coefficients of a colour residual. The colour is the image-based blend of the
-frame's nearest source views (`ibr`) plus that residual. A view at time t draws the frame nearest t with
-`render.points` (K nearest points per pixel, front to back). Loss: (1 - l) L1 + l D-SSIM, the accumulated
-alpha against the foreground (`lambda_mask`), and the squared displacement in voxels (`lambda_displacement`).
+Per frame f of a synchronized capture a point set P_f [N, 3] starts inside the frame's visual hull (`carve`),
+on the surfaces the frame's cameras agree on by colour (`surface`), and is trained. A HexPlane over (x, y, z,
+t) gives each point a feature; small networks turn it into a displacement (bounded by `max_displacement`
+voxels), a radius in [radius_min, radius_max] voxels and a density, and degree-3 SH coefficients of a colour
+residual. The colour is the image-based blend of the frame's nearest source views (`ibr`) plus that residual.
+A view at time t draws the frame nearest t with `render.points` (K nearest points per pixel, front to back).
+Loss: (1 - l) L1 + l D-SSIM, the accumulated alpha against the foreground (`lambda_mask`), and the squared
+displacement in voxels (`lambda_displacement`).
 
 Carved from masks (the subject only), a capture that also shows a floor or a set gets a static point set
 for it (`background`), drawn with every frame's points, never displaced, coloured and sized like them.
