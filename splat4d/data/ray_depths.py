@@ -53,6 +53,17 @@ class _Images:
         return self.cache[i]
 
 
+def colour_distance(rgb: Tensor, x: Tensor, y: Tensor, colors: Tensor) -> Tensor:
+    """[n] the smallest per-channel-max difference between colours [n, 3] and the pixels of rgb [H, W, 3]
+    within one of (x, y) [n] each (integer pixel coordinates inside the image; neighbours clamped to it)."""
+    H, W = rgb.shape[:2]
+    best = torch.full((len(x),), float("inf"), device="cpu")
+    for dy, dx in _SHIFTS:
+        yy, xx = (y + dy).clamp(0, H - 1), (x + dx).clamp(0, W - 1)
+        best = torch.minimum(best, (rgb[yy, xx] - colors).abs().amax(-1))
+    return best
+
+
 def _neighbours(times: np.ndarray, t: float, k: int) -> np.ndarray:
     """Indices of the k views nearest t in time, plus any tied with the k-th."""
     dt = np.abs(times - t)
@@ -74,12 +85,8 @@ def votes(points: Tensor, colors: Tensor, scene, views, which, images: _Images,
         x, y = torch.floor(uv[0, :, 0]).long(), torch.floor(uv[0, :, 1]).long()
         inside = (z[0] > 1e-6) & (x >= 0) & (y >= 0) & (x < cam.width) & (y < cam.height)
         rgb, is_bg = images(int(i))
-        xi, yi, ci = x[inside], y[inside], colors[inside].float()
-        best = torch.full((len(xi),), float("inf"))
-        for dy, dx in _SHIFTS:
-            yy, xx = (yi + dy).clamp(0, cam.height - 1), (xi + dx).clamp(0, cam.width - 1)
-            best = torch.minimum(best, (rgb[yy, xx] - ci).abs().amax(-1))
-        match[inside] += (best <= threshold).float()
+        xi, yi = x[inside], y[inside]
+        match[inside] += (colour_distance(rgb, xi, yi, colors[inside].float()) <= threshold).float()
         background[inside] += is_bg[yi, xi].float()
         seen += inside.float()
     return match, background, seen

@@ -34,6 +34,7 @@ from splat4d.fields.sh import num_sh_bases
 from splat4d.methods.base import Batch, Method, register
 from splat4d.methods.fourk4d import ibr
 from splat4d.methods.fourk4d.carve import CarveConfig, carve_frame, frame_masks, frame_points, frames_of
+from splat4d.methods.fourk4d.surface import point_spacing
 from splat4d.render import RenderOutput
 from splat4d.render.points import render_points
 from splat4d.train.losses import photometric_loss
@@ -43,17 +44,6 @@ from splat4d.train.optim import ParamGroup
 BACKGROUND_NEIGHBOUR = 3
 """A background point's radius is 0.5-2 x the distance to its BACKGROUND_NEIGHBOUR-th nearest neighbour (a
 far floor seen at a grazing angle gets few, far-apart points; the carving voxel would leave holes there)."""
-
-
-def point_spacing(points: Tensor, k: int = BACKGROUND_NEIGHBOUR, chunk: int = 2048) -> Tensor:
-    """[M] distance from each point [M, 3] to its k-th nearest other point (0 with fewer than k + 1)."""
-    if len(points) <= k:
-        return points.new_zeros(len(points))
-    out = []
-    for i in range(0, len(points), chunk):
-        d = torch.cdist(points[i:i + chunk], points)
-        out.append(d.topk(k + 1, dim=1, largest=False).values[:, k])
-    return torch.cat(out)
 
 
 @dataclass
@@ -140,7 +130,7 @@ class FourK4D(Method):
         bg = background if background is not None else positions.new_zeros(0, 3)
         self.background = torch.nn.Parameter(bg.float().to(positions.device))  # [M, 3], every frame's
         # [M] each background point's distance to its BACKGROUND_NEIGHBOUR-th nearest: its radius scale
-        self.register_buffer("background_spacing", point_spacing(self.background.detach()))
+        self.register_buffer("background_spacing", point_spacing(self.background.detach(), BACKGROUND_NEIGHBOUR))
         self.register_buffer("frame_times", frame_times.float())  # [F]
         self.register_buffer("images", images)  # [F, V, H, W, 3] uint8
         self.register_buffer("src_viewmats", src_viewmats.float())  # [V, 4, 4]

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from splat4d.cameras import Cameras
 from splat4d.data.foreground import FOREGROUND_THRESHOLD, _box_span
+from splat4d.data.ray_depths import colour_distance
 
 SAMPLES = 32
 """Candidate depths per ray and pass."""
@@ -38,7 +39,6 @@ OUTLIER_NEIGHBOUR = 8
 """Which nearest neighbour's distance tells a lone point."""
 OUTLIER_FACTOR = 1.5
 """A point whose OUTLIER_NEIGHBOUR-th nearest point is further than this x the median such distance is dropped."""
-_SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
 class HullGrid:
@@ -82,13 +82,11 @@ def colour_matches(points: Tensor, colors: Tensor, cams: Cameras, images: Tensor
     C, H, W, _ = images.shape
     x, y = torch.floor(uv[..., 0]).long(), torch.floor(uv[..., 1]).long()
     seen = (z > 1e-6) & (x >= 0) & (y >= 0) & (x < W) & (y < H)
-    best = torch.full(x.shape, float("inf"), device="cpu")
-    flat = images.reshape(C, H * W, 3)
-    for dy, dx in _SHIFTS:
-        idx = (y + dy).clamp(0, H - 1) * W + (x + dx).clamp(0, W - 1)  # [C, N]
-        pix = torch.gather(flat, 1, idx[..., None].expand(-1, -1, 3))
-        best = torch.minimum(best, (pix - colors[None]).abs().amax(-1))
-    return ((best <= threshold) & seen).sum(0)
+    count = torch.zeros(len(points), dtype=torch.long, device="cpu")
+    for c in range(C):
+        s = seen[c]
+        count[s] += (colour_distance(images[c], x[c, s], y[c, s], colors[s]) <= threshold).long()
+    return count
 
 
 def surface_points(cams: Cameras, images: Tensor, masks: Tensor, hull: HullGrid, bounds: Tensor, n: int,
@@ -129,14 +127,19 @@ def surface_points(cams: Cameras, images: Tensor, masks: Tensor, hull: HullGrid,
     return pts[torch.randint(len(pts), (n,), generator=generator, device="cpu")]
 
 
+def point_spacing(points: Tensor, k: int, chunk: int = 2048) -> Tensor:
+    """[M] distance from each point [M, 3] to its k-th nearest other point (0 with fewer than k + 1)."""
+    if len(points) <= k:
+        return points.new_zeros(len(points))
+    return torch.cat([torch.cdist(points[i:i + chunk], points).topk(k + 1, dim=1, largest=False).values[:, k]
+                      for i in range(0, len(points), chunk)])
+
+
 def lone_points(points: Tensor, k: int = OUTLIER_NEIGHBOUR, factor: float = OUTLIER_FACTOR, chunk: int = 2048) -> Tensor:
     """[N] bool: points [N, 3] whose k-th nearest other point is further than factor x the median such
     distance (none with k or fewer points)."""
-    if len(points) <= k:
-        return torch.zeros(len(points), dtype=torch.bool, device="cpu")
-    kth = torch.cat([torch.cdist(points[i:i + chunk], points).topk(k + 1, dim=1, largest=False).values[:, k]
-                     for i in range(0, len(points), chunk)])
-    return kth > factor * kth.median()
+    kth = point_spacing(points, k, chunk)
+    return kth > factor * kth.median() if len(points) else kth.bool()
 
 
 def _best_depths(o, d, c, lo, hi, cams, images, hull, generator, samples, passes, threshold) -> Tensor:
