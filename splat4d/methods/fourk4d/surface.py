@@ -1,25 +1,25 @@
 """Points on the surfaces a frame's cameras see, inside its visual hull.
 
-A visual hull exceeds what it holds wherever no camera looks between the objects: on the synthetic
-default scene (12 cameras at 15 and 40 degrees elevation) the hull of the ground disc is a mound above
-it and the objects' hulls are joined by phantom volumes, so points resampled from the hull's surface lie
-a median 3.2 fine voxels from the true surfaces, 17 % of them within 2 (frame 0). A point can move about
-one voxel in training, so most of them never reach a surface.
+A visual hull exceeds what it holds wherever no camera looks between the objects: on the synthetic default
+scene (12 cameras at 15 and 40 degrees elevation) the hull of the ground disc is a mound above it and the
+objects' hulls are joined by phantom volumes, so points resampled from the hull's surface lie a median 3.22
+fine voxels from the true surfaces, 17 % of them within 2 (frame 0, 20k points;
+benchmarks/fourk4d_points.py). A point can move about one voxel in training, so most of them never reach a
+surface.
 
-Here each point lies on a ray through a foreground pixel of one of the frame's cameras (drawn uniformly
-over all of them), at the depth inside the hull where the most of the frame's cameras see the pixel's
-colour: within `threshold` per channel anywhere in the 3 x 3 pixels around where the depth lands (the
-test of `data.ray_depths.votes`). SAMPLES stratified depths between where the ray enters the hull and
-where it leaves it, then as many again within one stratum either side of the best (a second pass); ties
-are drawn at random. On the same frame: a median 1.1 voxels from the true surfaces, 76 % within 2.
-Occlusion is not modelled (a camera that sees something else in front of the surface does not vote for
-it), and a ray that misses the hull gives no point.
+Here each point lies on a ray through a foreground pixel of one of the frame's cameras (drawn uniformly over
+all of them), at the depth inside the hull where the most of the frame's cameras see the pixel's colour:
+within `threshold` per channel anywhere in the 3 x 3 pixels around where the depth lands (the test of
+`data.ray_depths.colour_distance`). SAMPLES stratified depths between where the ray enters the hull and where it
+leaves it, then as many again within one stratum either side of the best (a second pass); ties are drawn at
+random. On the same frame: a median 1.14 voxels from the true surfaces, 75 % within 2. Occlusion is not
+modelled (a camera that sees something else in front of the surface does not vote for it), and a ray that
+misses the hull gives no point.
 
-A few points land far off (1 % beyond 10 voxels on that frame: a colour that matches elsewhere too, e.g.
-a two-colour checker), alone in space where the others crowd on the surfaces: a point whose
-OUTLIER_NEIGHBOUR-th nearest point lies beyond OUTLIER_FACTOR x the median of that distance is dropped
-and another ray's point takes its place (on that frame 9 % dropped; the 99th percentile of the distance
-to the surfaces 10.2 -> 3.9 voxels).
+A few points land far off (a colour that matches elsewhere too, e.g. on a two-colour checker), alone in
+space where the others crowd on the surfaces: a point whose OUTLIER_NEIGHBOUR-th nearest point lies beyond
+OUTLIER_FACTOR x the median of that distance is dropped and another ray's point takes its place (on that
+frame the 99th percentile of the distance to the surfaces 9.7 -> 5.0 voxels).
 """
 
 from __future__ import annotations
