@@ -1,7 +1,8 @@
 """Where fourk4d's points start: distance to the true surfaces of the synthetic default scene (frame 0, in
 fine carving voxels) for the hull's resample, points on rays, and points on rays with lone points dropped;
-and the MuJoCo capture's background points' height |z| (its floor is the plane z = 0) at 32 and 128
-candidate depths per ray. Prints a table, writes benchmarks/results/fourk4d_points.json.
+and the MuJoCo capture's background points' height |z| (its floor is the plane z = 0), their depths ranked by
+votes or by photo cost at 32 to 256 candidate depths per ray, over all points and over the points whose ray
+meets the floor within 1 of its centre. Prints a table, writes benchmarks/results/fourk4d_points.json.
 
 Usage: python benchmarks/fourk4d_points.py
 """
@@ -15,7 +16,7 @@ import torch
 
 from splat4d.cameras import Cameras
 from splat4d.data import load_scene
-from splat4d.data.foreground import foreground_rays
+from splat4d.data.foreground import _box_span, foreground_rays
 from splat4d.data.ray_depths import consistent_points_on_rays
 from splat4d.data.synthetic import SyntheticWorld, synthetic_config
 from splat4d.methods.fourk4d import surface
@@ -60,11 +61,18 @@ def toss_rows():
     b = scene.bounds.float()
     box = torch.stack([b[0] - BOX_GROWTH * (b[1] - b[0]), b[1] + BOX_GROWTH * (b[1] - b[0])])
     rows = []
-    for samples in (32, 128):
-        pts, _, _ = consistent_points_on_rays(rays, scene, box, CANDIDATES * 2000, torch.Generator().manual_seed(0),
-                                              samples=samples, passes=2)
+    for choose, samples in (("votes", 32), ("votes", 128), ("cost", 128), ("cost", 256)):
+        gen = torch.Generator().manual_seed(0)
+        pts, _, _ = consistent_points_on_rays(rays, scene, box, CANDIDATES * 2000, gen, samples=samples, passes=2,
+                                              choose=choose)
+        near, far = _box_span(rays.origins, rays.dirs, box)  # the same rays again, to find where each meets the floor
+        hit = far > near
+        idx = torch.randint(int(hit.sum()), (CANDIDATES * 2000,), generator=torch.Generator().manual_seed(0))
+        o, d = rays.origins[hit][idx], rays.dirs[hit][idx]
+        centre = (o - o[:, 2:3] / d[:, 2:3] * d)[:, :2].norm(dim=1) < 1
         z = pts[:, 2].abs()
-        rows.append({"samples": samples, **{f"abs_z_p{q}": float(z.quantile(q / 100)) for q in (50, 75, 90)}})
+        rows.append({"choose": choose, "samples": samples, **{f"abs_z_p{q}": float(z.quantile(q / 100)) for q in (50, 75, 90)},
+                     **{f"centre_abs_z_p{q}": float(z[centre].quantile(q / 100)) for q in (50, 75, 90)}})
     return rows
 
 

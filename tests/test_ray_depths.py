@@ -1,5 +1,6 @@
 """Depths on foreground rays chosen by agreement with the views nearest in time (`data.ray_depths`): on a
-monocular capture of one moving sphere, the chosen points lie on the sphere, where uniform depths do not."""
+monocular capture of one moving sphere, the chosen points lie on the sphere, where uniform depths do not;
+on a checkered floor the photo cost finds the floor where counting colour matches does not."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from splat4d.data.foreground import foreground_rays, points_on_rays
-from splat4d.data.ray_depths import consistent_points_on_rays, static_points, votes
+from splat4d.data.ray_depths import COST_CAP, _Images, consistent_points_on_rays, photo_cost, static_points, votes
 from splat4d.data.synthetic import SyntheticWorld, load_synthetic, synthetic_config
 
 SPHERE = dict(objects=("sphere",), num_cameras=12, num_frames=40, width=48, height=48, speed=0.3,
@@ -73,3 +74,39 @@ def test_static_points_are_the_ones_every_time_agrees_with():
     moving = static_points(*points_and_scene(1.5))  # where the ball is only around t = 0.5
     fixed = static_points(*points_and_scene(0.0))
     assert float(moving.float().mean()) < 0.1 and float(fixed.float().mean()) > 0.5
+
+
+GROUND = dict(objects=("ground",), num_cameras=8, num_frames=2, width=48, height=48, elevations_deg=(20.0, 45.0))
+
+
+def test_photo_cost_finds_a_checkered_floor_that_votes_do_not():
+    floor = load_synthetic("default", **GROUND)  # the checkered disc at z = -0.5, eight cameras at once
+    rays = foreground_rays(floor)
+    box = torch.tensor([[-2.0, -2.0, -1.5], [2.0, 2.0, 1.0]])
+    near = {}
+    for choose in ("votes", "cost"):
+        pts, _, _ = consistent_points_on_rays(rays, floor, box, 400, torch.Generator().manual_seed(0), samples=64,
+                                              choose=choose)
+        near[choose] = float(((pts[:, 2] + 0.5).abs() < 0.05).float().mean())
+    # two colours: many wrong depths land on the ray's colour within a pixel in every view and tie
+    assert near["cost"] > 0.7 and near["cost"] > near["votes"] + 0.2, near
+
+
+def test_photo_cost_is_low_on_the_surface_and_the_cap_where_unseen():
+    static = load_synthetic("default", background=(1.0, 1.0, 1.0), **{**SPHERE, "speed": 0.0})
+    views = static.split("train")
+    world = SyntheticWorld(synthetic_config("default", **{**SPHERE, "speed": 0.0}))
+    surface, colors = world.sample_points(200, t=0.0, seed=1)
+    images = _Images(static, views, 0.1)
+    own = photo_cost(surface.float(), colors.float(), static, views, range(len(views)), images)
+    off = photo_cost(surface.float() + torch.tensor([0.0, 0.0, 0.4]), colors.float(), static, views, range(len(views)),
+                     images)
+    far = photo_cost(torch.full((3, 3), 1e4), torch.rand(3, 3), static, views, range(len(views)), images)
+    assert bool((own <= COST_CAP + 1e-6).all()) and torch.allclose(far, torch.full((3,), COST_CAP))
+    # the views facing a point's far side see another part of the ball and cost about the cap either way
+    assert float((own < off - 0.05).float().mean()) > 0.9, (own.median(), off.median())
+
+
+def test_an_unknown_choice_is_refused(scene):
+    with pytest.raises(ValueError, match="choose"):
+        consistent_points_on_rays(foreground_rays(scene), scene, scene.bounds, 5, torch.Generator(), choose="best")

@@ -113,9 +113,11 @@ class ADCGSConfig:
     anchors: MuJoCo toss at 3000 iterations 18.90 -> 19.70 / 19.47 dB (seeds 0 / 1); synthetic default
     26.14 -> 26.17. No effect where no camera sees three frames from one pose. 0: foreground rays only."""
     ray_depths: str = "consistent"
-    """Where on its ray a foreground anchor starts: "consistent", at the best of 32 depths by agreement with
-    the 8 training views nearest its time (`data.ray_depths`: a visual hull in a time window), or "uniform",
-    a uniform depth inside the scene box."""
+    """Where on its ray a foreground anchor (initial or reseeded) starts: "consistent", at the best of 32
+    depths by agreement with the 8 training views nearest its time (`data.ray_depths` votes: a visual hull in
+    a time window), "cost", at the one of those depths with the lowest photo cost in those views
+    (`data.ray_depths.photo_cost`: finds a floor of few colours that votes tie on), or "uniform", a uniform
+    depth inside the scene box."""
     wide_static_anchors: bool = True
     """Foreground anchors whose colour the training views of the whole capture agree with
     (`data.ray_depths.static_points`: static content such as a floor that is not the background colour)
@@ -272,7 +274,7 @@ class ADCGSConfig:
         check_positive_lrs(self, prefix, ("lr_features", "lr_log_cov", "lr_colors", "lr_mlp", "lr_deform", "lr_entropy",
                                           "lr_t_means", "lr_t_scales", "lr_velocity"))
         check_choice(f"{prefix}.backend", self.backend, BACKENDS)
-        check_choice(f"{prefix}.ray_depths", self.ray_depths, ("consistent", "uniform"))
+        check_choice(f"{prefix}.ray_depths", self.ray_depths, ("consistent", "cost", "uniform"))
 
     def anchor_dims(self, time_rows: int) -> AnchorDims:
         return AnchorDims(self.k, self.feature_dim, self.residual_dim, time_rows, self.time_dim, self.time_feature_dim,
@@ -549,6 +551,10 @@ class ADCGS(Method):
                 "sh": rgb_to_sh(p["colors"])[:, None, :]}
 
 
+_CHOOSE = {"consistent": "votes", "cost": "cost"}
+"""`data.ray_depths.consistent_points_on_rays`'s choose for each ADCGSConfig.ray_depths but "uniform"."""
+
+
 def with_temporal_opacity(field: AnchorField, rays, bounds: Tensor, cfg: ADCGSConfig, on_rays: int, voxel: float,
                           gen: torch.Generator, moving=None, scene=None) -> AnchorField:
     """`field` with a temporal opacity (centres uniform in [0, 1], width t_scale_init) plus `on_rays`
@@ -560,8 +566,8 @@ def with_temporal_opacity(field: AnchorField, rays, bounds: Tensor, cfg: ADCGSCo
     from splat4d.data.ray_depths import consistent_points_on_rays
 
     def on(r, n):
-        if cfg.ray_depths == "consistent" and scene is not None:
-            return consistent_points_on_rays(r, scene, bounds, n, gen)
+        if cfg.ray_depths != "uniform" and scene is not None:
+            return consistent_points_on_rays(r, scene, bounds, n, gen, choose=_CHOOSE[cfg.ray_depths])
         return points_on_rays(r, bounds, n, gen)
 
     n_moving = int(round(on_rays * cfg.dynamic_init_fraction)) if moving is not None else 0

@@ -136,7 +136,7 @@ class AnchorRefiner:
         if rays is not None and scene is not None and n > 0:
             donor = int(torch.where(keep, self.max_opacity.reshape(len(field), -1).amax(1), -1.0).argmax())
             rows = seed_anchors(field, rays, scene, scene.bounds.float(), n, float(method.voxel), donor,
-                                self.cfg.clone_t_scale, self.generator)
+                                self.cfg.clone_t_scale, self.generator, self.cfg.ray_depths)
         return gather_rows(rows, n) if n > 0 else rows
 
     def _new_anchors(self, field, significance: Tensor, keep: Tensor, voxel: float, threshold: float,

@@ -66,13 +66,15 @@ class MissedRays:
 
 
 def seed_anchors(field, rays: ForegroundRays, scene, bounds: Tensor, n: int, voxel: float, donor: int,
-                 clone_t_scale: float, generator: torch.Generator) -> dict[str, Tensor]:
-    """Rows of up to n new anchors (field names) on `rays` at consistent depths: positions, the ray's colour,
+                 clone_t_scale: float, generator: torch.Generator, ray_depths: str = "consistent") -> dict[str, Tensor]:
+    """Rows of up to n new anchors (field names) on `rays` at consistent depths (ADCGSConfig.ray_depths
+    "cost": by photo cost, otherwise by votes): positions, the ray's colour,
     Sigma_v of the initial voxel, the features f_v / f_g of anchor `donor`, and with a temporal opacity the
     ray's time and width clone_t_scale."""
     from splat4d.data.ray_depths import consistent_points_on_rays
 
-    pts, cols, times = consistent_points_on_rays(rays, scene, bounds, n, generator)
+    pts, cols, times = consistent_points_on_rays(rays, scene, bounds, n, generator,
+                                                 choose="cost" if ray_depths == "cost" else "votes")
     m = len(pts)
     dev = field.anchors.device
     out = {"anchors": pts.to(dev), "log_cov": torch.full((m, 6), math.log(voxel), device=dev), "colors": cols.to(dev),
