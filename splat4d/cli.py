@@ -340,15 +340,15 @@ class Compress:
     """Run folder of an `adcgs` fit."""
     out: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("scene.s4d")
     """Bitstream to write (atomically)."""
-    weights: Literal["fp16", "fp32"] = "fp16"
-    """Precision of the stored network weights."""
+    weights: Literal["fp16", "fp32", "int8"] = "int8"
+    """Precision of the stored network weights (int8: each matrix row with its own fp32 scale, vectors fp16)."""
     position_bits: int = 16
     """Quantisation bits per axis of the anchor positions (Draco)."""
 
     def validate(self) -> None:
         cc.check_path("RUN_DIR", self.run_dir)
         cc.check_output_file("--out", self.out)
-        cc.check_choice("--weights", self.weights, ("fp16", "fp32"))
+        cc.check_choice("--weights", self.weights, ("fp16", "fp32", "int8"))
         cc.check_int("--position-bits", self.position_bits, 4, 30)
 
     def run(self) -> int:

@@ -10,7 +10,7 @@ from splat4d.metrics import BYTES_PER_MB
 from splat4d.train.run import load_run
 
 
-def compress_run(run: Path, out: Path, weights: str = "fp16", position_bits: int = 16) -> dict:
+def compress_run(run: Path, out: Path, weights: str = "int8", position_bits: int = 16) -> dict:
     """Encode an adcgs run into `out` (atomically); prints bytes and estimated bits per section."""
     from splat4d.methods.adcgs import bitstream
 

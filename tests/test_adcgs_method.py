@@ -122,7 +122,7 @@ def test_bitstream_decodes_to_the_reference_exactly_and_damage_is_refused(scene,
     fit("adcgs", _cfg(), DataConfig("synthetic:tiny"), TrainConfig(iters=12, save_every=0, device="cpu"),
         tmp_path / "run", progress=False)
     m, config, step = load_run(tmp_path / "run", "cpu")
-    for weights in ("fp16", "fp32"):
+    for weights in ("fp32", "int8", "fp16"):
         data, ref, report = bitstream.encode(m, config, step, weights=weights)
         got, got_config, got_step = bitstream.decode(data)
         assert got_step == step and got_config["method"] == "adcgs"
@@ -134,14 +134,38 @@ def test_bitstream_decodes_to_the_reference_exactly_and_damage_is_refused(scene,
         for name, sec in report["sections"].items():
             if sec["estimated_bits"]:  # + a constant: the coder's flush and rounding to whole 32-bit words
                 assert sec["bytes"] * 8 <= 1.02 * sec["estimated_bits"] + 192, (name, sec)
+        nets = bitstream._network_state(got)
+        assert all(torch.equal(t, nets[k]) for k, t in bitstream._network_state(ref).items()), weights
     assert got.field.velocity and ref.field.t_velocity.abs().sum() > 0  # trained after the warm-up
     assert torch.equal(got.field.t_velocity, ref.field.t_velocity)
-    # fp16 weights give a smaller file than fp32 ones; both far smaller than the checkpoint's tensors
-    assert len(bitstream.encode(m, config, step, "fp16")[0]) < len(bitstream.encode(m, config, step, "fp32")[0])
+    # int8 weights give a smaller file than fp16 ones, fp16 than fp32
+    size = {w: len(bitstream.encode(m, config, step, w)[0]) for w in ("int8", "fp16", "fp32")}
+    assert size["int8"] < size["fp16"] < size["fp32"], size
     _, sections = unpack(data)
     assert list(sections)[:3] == ["header", "networks", "positions"]
     with pytest.raises(BitstreamError):
         bitstream.decode(data[:-3])
+
+
+def test_int8_weights_round_each_row_to_its_own_scale_and_old_sections_still_read():
+    import json
+
+    import numpy as np
+
+    from splat4d.methods.adcgs import bitstream
+
+    w = torch.tensor([[1.0, -0.5, 0.25], [0.0, 0.0, 0.0], [1e-3, -2e-3, 5e-4]])
+    q, scale = bitstream._int8_rows(w)
+    back = bitstream._from_int8(q, scale, w.shape)
+    assert q.dtype == torch.int8 and int(q.abs().max()) == 127 and torch.equal(back[1], w[1])
+    assert bool(((back - w).abs() <= scale[:, None] / 2 + 1e-9).all())  # each row to its own step
+    tensors = {"m": w, "v": torch.tensor([0.1, 0.2])}
+    got = bitstream._unpack_tensors(bitstream._pack_tensors(tensors, "int8"))
+    assert torch.equal(got["m"], back) and torch.equal(got["v"], tensors["v"].half().float())  # vectors fp16
+    # a section of format 1: one dtype for all tensors
+    head = json.dumps({"dtype": "float16", "tensors": [{"name": "v", "shape": [2], "offset": 0, "bytes": 4}]}).encode()
+    old = len(head).to_bytes(4, "little") + head + np.array([0.1, 0.2], np.float16).tobytes()
+    assert torch.equal(bitstream._unpack_tensors(old)["v"], tensors["v"].half().float())
 
 
 def test_rate_reaches_only_anchors_in_view(scene):
@@ -199,7 +223,7 @@ def test_the_reported_estimate_is_of_the_coding_written(scene):
         _, bits = m.entropy.double()(a["f_v"], a["f_g"], a["cov"], a["col"], mode="round")
         m.entropy.float()
     config = {"method": "adcgs", "method_config": to_plain(m.cfg), "data": {}, "train": {}}
-    _, _, report = bitstream.encode(m, config, 10)
+    _, _, report = bitstream.encode(m, config, 10, weights="fp16")  # near the float networks the bits came from
     for name in ("hyper", "f_v"):
         assert report["sections"][name]["estimated_bits"] == pytest.approx(float(bits[name].sum()), rel=1e-3)  # fp16 weights
         assert report["sections"][name]["bytes"] * 8 <= 1.02 * report["sections"][name]["estimated_bits"] + 192

@@ -5,8 +5,9 @@ Sections, in order:
 
 - ``header``: JSON: format name, the run's resolved config (method, data, train), iteration, anchor count,
   time rows, scene extent, voxel, growth threshold, stage iterations, weight precision, position bits;
-- ``networks``: every network tensor (theta, time table, F_s, coarse, fine, entropy model) as raw fp16 or fp32
-  with a JSON index (no pickle);
+- ``networks``: every network tensor (theta, time table, F_s, coarse, fine, entropy model) as raw fp16 or fp32,
+  or (int8) every matrix as int8 with an fp32 scale per row (symmetric, largest |w| of the row -> 127) and
+  the vectors in fp16; a JSON index (no pickle);
 - ``positions``: anchor positions quantised and coded with Draco, order kept (`codec.positions`);
 - ``hyper``, ``f_v``, ``cov``, ``col``, ``f_g.0`` ... ``f_g.3``: the anchor attributes entropy-coded under the
   entropy model's own distributions (`EntropyModel.compress`), decoded in that order;
@@ -36,6 +37,8 @@ from splat4d.errors import BitstreamError, ConfigError
 FORMAT = "splat4d-adcgs"
 ATTRIBUTE_SECTIONS = ("hyper", "f_v", "cov", "col")
 WEIGHT_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
+WEIGHTS = ("fp16", "fp32", "int8")
+"""Precisions of the stored network weights (`--weights`)."""
 
 
 def _network_state(method) -> dict[str, Tensor]:
@@ -46,14 +49,48 @@ def _network_state(method) -> dict[str, Tensor]:
     return {k: v for k, v in method.state_dict().items() if k not in skip and v.is_floating_point()}
 
 
-def _pack_tensors(tensors: dict[str, Tensor], dtype: torch.dtype) -> bytes:
+def _int8_rows(t: Tensor) -> tuple[Tensor, Tensor]:
+    """(int8 values, fp32 scale per row) of a matrix (rows = first axis): round(w / scale), scale = the row's
+    largest |w| / 127 (1 for an all-zero row)."""
+    rows = t.detach().cpu().float().reshape(t.shape[0], -1)
+    scale = rows.abs().amax(1) / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    return torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
+def _from_int8(q: Tensor, scale: Tensor, shape) -> Tensor:
+    """The weights `_int8_rows` stands for, computed the one way the encoder and the decoder share."""
+    return (q.float() * scale[:, None]).reshape(shape)
+
+
+def _stored(t: Tensor, weights: str) -> str:
+    """How a tensor is stored: int8 rows for matrices under int8, else the float precision (vectors in fp16)."""
+    if weights == "int8":
+        return "int8" if t.dim() >= 2 and t.numel() > t.shape[0] else "fp16"
+    return weights
+
+
+def _as_stored(t: Tensor, weights: str) -> Tensor:
+    """t with the precision it is stored in applied (what a decoder reads back), in t's dtype."""
+    kind = _stored(t, weights)
+    if kind == "int8":
+        return _from_int8(*_int8_rows(t), t.shape).to(t.dtype)
+    return t.to(WEIGHT_DTYPES[kind]).to(t.dtype)
+
+
+def _pack_tensors(tensors: dict[str, Tensor], weights: str) -> bytes:
     index, blobs, offset = [], [], 0
     for name, t in tensors.items():
-        data = t.detach().to("cpu", dtype).contiguous().numpy().tobytes()
-        index.append({"name": name, "shape": list(t.shape), "offset": offset, "bytes": len(data)})
+        kind = _stored(t, weights)
+        if kind == "int8":
+            q, scale = _int8_rows(t)
+            data = q.numpy().tobytes() + scale.numpy().astype(np.float32).tobytes()
+        else:
+            data = t.detach().to("cpu", WEIGHT_DTYPES[kind]).contiguous().numpy().tobytes()
+        index.append({"name": name, "shape": list(t.shape), "dtype": kind, "offset": offset, "bytes": len(data)})
         blobs.append(data)
         offset += len(data)
-    head = json.dumps({"dtype": str(dtype).split(".")[-1], "tensors": index}).encode()
+    head = json.dumps({"tensors": index}).encode()
     return len(head).to_bytes(4, "little") + head + b"".join(blobs)
 
 
@@ -61,29 +98,36 @@ def _unpack_tensors(payload: bytes) -> dict[str, Tensor]:
     try:
         n = int.from_bytes(payload[:4], "little")
         head = json.loads(payload[4 : 4 + n])
-        dtype = {"float16": np.float16, "float32": np.float32}[head["dtype"]]
         body = payload[4 + n :]
         out = {}
         for e in head["tensors"]:
-            arr = np.frombuffer(body, dtype=dtype, count=int(np.prod(e["shape"])) if e["shape"] else 1,
-                                offset=e["offset"])
-            out[e["name"]] = torch.from_numpy(arr.astype(np.float32)).reshape(e["shape"])
+            kind = e.get("dtype", head.get("dtype"))  # format 1 wrote one dtype for the section
+            shape, count = e["shape"], int(np.prod(e["shape"])) if e["shape"] else 1
+            if kind == "int8":
+                q = np.frombuffer(body, dtype=np.int8, count=count, offset=e["offset"])
+                scale = np.frombuffer(body, dtype=np.float32, count=shape[0], offset=e["offset"] + count)
+                out[e["name"]] = _from_int8(torch.from_numpy(q.copy()).reshape(shape[0], -1),
+                                            torch.from_numpy(scale.copy()), shape)
+            else:
+                dtype = {"float16": np.float16, "float32": np.float32, "fp16": np.float16, "fp32": np.float32}[kind]
+                arr = np.frombuffer(body, dtype=dtype, count=count, offset=e["offset"])
+                out[e["name"]] = torch.from_numpy(arr.astype(np.float32)).reshape(shape)
         return out
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
         raise BitstreamError(f"section 'networks' is malformed ({exc})") from None
 
 
-def quantised_copy(method, weights: str = "fp16", position_bits: int = 16) -> tuple[object, bytes]:
+def quantised_copy(method, weights: str = "int8", position_bits: int = 16) -> tuple[object, bytes]:
     """(a copy of `method` with its lossy coding applied, the Draco bytes of its positions): network
     weights rounded to `weights`, anchor positions through Draco, attributes set to their rounded values
     and marked as decoded."""
-    if weights not in WEIGHT_DTYPES:
-        raise ConfigError(f"--weights must be fp16 or fp32, got {weights!r}")
+    if weights not in WEIGHTS:
+        raise ConfigError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     ref = copy.deepcopy(method).cpu().eval()
     with torch.no_grad():
         state = ref.state_dict()
         for name, t in _network_state(ref).items():
-            state[name] = t.to(WEIGHT_DTYPES[weights]).to(t.dtype)
+            state[name] = _as_stored(t, weights)
         ref.load_state_dict(state)
         pos = encode_positions(ref.field.anchors.numpy(), bits=position_bits)
         ref.field.anchors.copy_(torch.from_numpy(decode_positions(pos, len(ref.field))))
@@ -107,7 +151,7 @@ def _unpack_temporal(payload: bytes, anchors: int, velocity: bool, source: str) 
     return out + (values[2 * anchors :].reshape(anchors, 3),) if velocity else out
 
 
-def encode(method, config: dict, step: int, weights: str = "fp16", position_bits: int = 16) -> tuple[bytes, object, dict]:
+def encode(method, config: dict, step: int, weights: str = "int8", position_bits: int = 16) -> tuple[bytes, object, dict]:
     """(bitstream bytes, the reference model it decodes to, a report of bytes and estimated bits per section)."""
     from splat4d.train.checkpoint import to_plain
 
@@ -128,7 +172,9 @@ def encode(method, config: dict, step: int, weights: str = "fp16", position_bits
         "weights": weights, "position_bits": position_bits, "container_version": FORMAT_VERSION,
         "temporal": bool(ref.field.temporal), "velocity": bool(ref.field.velocity),
     }
-    sections = {"header": json.dumps(header).encode(), "networks": _pack_tensors(_network_state(ref), WEIGHT_DTYPES[weights]),
+    # the networks are packed from the model itself: int8 rows of ref's already rounded weights could get a
+    # scale one ulp off, and the decoder must read back exactly ref's weights
+    sections = {"header": json.dumps(header).encode(), "networks": _pack_tensors(_network_state(method), weights),
                 "positions": positions, **payloads}
     if ref.field.temporal:
         sections["temporal"] = _pack_temporal(ref.field)
