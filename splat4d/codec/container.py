@@ -22,8 +22,9 @@ from splat4d.io.atomic import atomic_path
 
 MAGIC = b"S4D\x89"
 """First four bytes of every splat4d bitstream (the high byte catches 7-bit transfers, as PNG's does)."""
-FORMAT_VERSION = 1
-"""Container format version this code writes and the newest it reads."""
+FORMAT_VERSION = 2
+"""Container format version this code writes and the newest it reads (2: adcgs networks may hold int8 rows,
+each tensor names its own precision; 1 is still read)."""
 _HEADER = struct.Struct("<4sHH")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
