@@ -43,6 +43,10 @@ SAMPLES = 32
 """Candidate depths per ray (stratified over the ray's span inside the scene box)."""
 BACKGROUND_WEIGHT = 2.0
 """A background vote outweighs a match (one clear view of the background carves a place)."""
+CHOICES = ("votes", "cost", "votes_cost")
+"""How `consistent_points_on_rays` ranks a ray's candidate depths (see the module docstring)."""
+VOTE_MARGIN = 2.0
+"""choose "votes_cost": candidates within this many votes of a ray's best are ranked by photo cost."""
 COST_CAP = 0.4
 """`photo_cost` counts a view's colour difference up to this (an occluded view costs no more than a miss)."""
 _SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
@@ -131,12 +135,13 @@ def consistent_points_on_rays(rays: ForegroundRays, scene, bounds: Tensor, n: in
                               choose: str = "votes") -> tuple[Tensor, Tensor, Tensor]:
     """n points on rays drawn uniformly from `rays` (as `points_on_rays`), each at the best of `samples`
     stratified depths inside the box `bounds` [2, 3], judged by the `neighbours` training views nearest the
-    ray's time: by their `votes` (choose "votes") or the lowest `photo_cost` ("cost"); see the module
+    ray's time: by their `votes` (choose "votes"), the lowest `photo_cost` ("cost") or the lowest photo cost
+    among the candidates within VOTE_MARGIN of the most votes ("votes_cost"); see the module
     docstring. Each further pass searches `samples` depths again within one stratum either side of the last
     pass's choice (a long ray in a big box needs it).
     -> (xyz [m, 3], rgb [m, 3], t [m]), m = n, or 0 when no ray crosses the box."""
-    if choose not in ("votes", "cost"):
-        raise ValueError(f"choose must be 'votes' or 'cost', got {choose!r}")
+    if choose not in CHOICES:
+        raise ValueError(f"choose must be one of {', '.join(CHOICES)}, got {choose!r}")
     near, far = _box_span(rays.origins, rays.dirs, bounds.float())
     hit = far > near
     if n <= 0 or not bool(hit.any()):
@@ -153,16 +158,20 @@ def consistent_points_on_rays(rays: ForegroundRays, scene, bounds: Tensor, n: in
         u = (torch.arange(samples) + torch.rand(n, samples, generator=generator, device="cpu")) / samples
         depth = lo[:, None] + u * (hi - lo)[:, None]  # [n, S]
         pts = o[idx, None] + depth[..., None] * d[idx, None]  # [n, S, 3]
-        score = torch.zeros(n, samples)
+        score, cost = torch.zeros(n, samples), torch.zeros(n, samples)
         for time in torch.unique(times).tolist():
             rows = (times == time).nonzero()[:, 0]
             which = _neighbours(view_times, time, neighbours)
             p, c = pts[rows].reshape(-1, 3), cols[rows].repeat_interleave(samples, 0)
-            if choose == "cost":
-                score[rows] = -photo_cost(p, c, scene, views, which, images).reshape(len(rows), samples)
-            else:
+            if choose != "cost":
                 m, b, _ = votes(p, c, scene, views, which, images, threshold)
                 score[rows] = (m - BACKGROUND_WEIGHT * b).reshape(len(rows), samples)
+            if choose != "votes":
+                cost[rows] = photo_cost(p, c, scene, views, which, images).reshape(len(rows), samples)
+        if choose == "votes_cost":  # the cheapest of the candidates within VOTE_MARGIN of the most votes
+            score = torch.where(score >= score.amax(1, keepdim=True) - VOTE_MARGIN, -cost, torch.full_like(cost, -1e9))
+        elif choose == "cost":
+            score = -cost
         best = score >= score.amax(1, keepdim=True) - 1e-6
         pick = torch.multinomial(best.float(), 1, generator=generator)[:, 0]
         chosen = depth[torch.arange(n), pick]
