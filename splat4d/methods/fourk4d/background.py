@@ -19,6 +19,9 @@ from splat4d.data.ray_depths import consistent_points_on_rays, static_points
 
 BOX_GROWTH = 2.0
 """Each side of the search box moves out by this fraction of the scene box's size."""
+CHOOSE = "votes_cost"
+"""How a ray's depth is chosen (`data.ray_depths.consistent_points_on_rays`): the lowest photo cost among
+the candidates within two votes of the most."""
 CANDIDATES = 3
 """Rays tried per point wanted (some fail the whole-capture colour test)."""
 SAMPLES = 128
@@ -38,6 +41,7 @@ def background_points(scene, n: int, generator: torch.Generator) -> Tensor:
         return torch.zeros(0, 3, device="cpu")
     b = scene.bounds.float()
     box = torch.stack([b[0] - BOX_GROWTH * (b[1] - b[0]), b[1] + BOX_GROWTH * (b[1] - b[0])])
-    pts, cols, _ = consistent_points_on_rays(rays, scene, box, CANDIDATES * n, generator, samples=SAMPLES, passes=2)
+    pts, cols, _ = consistent_points_on_rays(rays, scene, box, CANDIDATES * n, generator, samples=SAMPLES, passes=2,
+                                            choose=CHOOSE)
     keep = static_points(pts, cols, scene)
     return pts[keep][:n]
