@@ -1,8 +1,8 @@
 """Where fourk4d's points start: distance to the true surfaces of the synthetic default scene (frame 0, in
 fine carving voxels) for the hull's resample, points on rays, and points on rays with lone points dropped;
 and the MuJoCo capture's background points' height |z| (its floor is the plane z = 0), their depths ranked by
-votes or by photo cost at 32 to 256 candidate depths per ray, over all points and over the points whose ray
-meets the floor within 1 of its centre. Prints a table, writes benchmarks/results/fourk4d_points.json.
+votes, by photo cost or by both (`data.ray_depths` choose) at 32 to 256 candidate depths per ray, over all
+points, over the points whose ray meets the floor within 1 of its centre and over the others. Prints a table, writes benchmarks/results/fourk4d_points.json.
 
 Usage: python benchmarks/fourk4d_points.py
 """
@@ -61,7 +61,7 @@ def toss_rows():
     b = scene.bounds.float()
     box = torch.stack([b[0] - BOX_GROWTH * (b[1] - b[0]), b[1] + BOX_GROWTH * (b[1] - b[0])])
     rows = []
-    for choose, samples in (("votes", 32), ("votes", 128), ("cost", 128), ("cost", 256)):
+    for choose, samples in (("votes", 32), ("votes", 128), ("cost", 128), ("cost", 256), ("votes_cost", 128), ("decisive", 128)):
         gen = torch.Generator().manual_seed(0)
         pts, _, _ = consistent_points_on_rays(rays, scene, box, CANDIDATES * 2000, gen, samples=samples, passes=2,
                                               choose=choose)
@@ -72,7 +72,8 @@ def toss_rows():
         centre = (o - o[:, 2:3] / d[:, 2:3] * d)[:, :2].norm(dim=1) < 1
         z = pts[:, 2].abs()
         rows.append({"choose": choose, "samples": samples, **{f"abs_z_p{q}": float(z.quantile(q / 100)) for q in (50, 75, 90)},
-                     **{f"centre_abs_z_p{q}": float(z[centre].quantile(q / 100)) for q in (50, 75, 90)}})
+                     **{f"centre_abs_z_p{q}": float(z[centre].quantile(q / 100)) for q in (50, 75, 90)},
+                     **{f"far_abs_z_p{q}": float(z[~centre].quantile(q / 100)) for q in (50, 75, 90)}})
     return rows
 
 

@@ -84,13 +84,14 @@ def test_photo_cost_finds_a_checkered_floor_that_votes_do_not():
     rays = foreground_rays(floor)
     box = torch.tensor([[-2.0, -2.0, -1.5], [2.0, 2.0, 1.0]])
     near = {}
-    for choose in ("votes", "cost", "votes_cost"):
+    for choose in ("votes", "cost", "votes_cost", "decisive"):
         pts, _, _ = consistent_points_on_rays(rays, floor, box, 400, torch.Generator().manual_seed(0), samples=64,
                                               choose=choose)
         near[choose] = float(((pts[:, 2] + 0.5).abs() < 0.05).float().mean())
     # two colours: many wrong depths land on the ray's colour within a pixel in every view and tie
     for choose in ("cost", "votes_cost"):
         assert near[choose] > 0.7 and near[choose] > near["votes"] + 0.2, near
+    assert near["decisive"] > near["votes"] + 0.2, near  # by cost where it is decisive: the checker's edges
 
 
 def test_photo_cost_is_low_on_the_surface_and_the_cap_where_unseen():
@@ -106,6 +107,16 @@ def test_photo_cost_is_low_on_the_surface_and_the_cap_where_unseen():
     assert bool((own <= COST_CAP + 1e-6).all()) and torch.allclose(far, torch.full((3,), COST_CAP))
     # the views facing a point's far side see another part of the ball and cost about the cap either way
     assert float((own < off - 0.05).float().mean()) > 0.9, (own.median(), off.median())
+
+
+def test_the_cost_is_decisive_where_one_depth_beats_every_rival():
+    from splat4d.data.ray_depths import decisive_cost
+
+    cost = torch.full((3, 20), 0.3)
+    cost[0, 7] = 0.1  # one clear minimum
+    cost[1, 7], cost[1, 15] = 0.1, 0.12  # a rival far along the ray nearly as cheap
+    cost[2, 7], cost[2, 9] = 0.1, 0.11  # a near neighbour of the minimum is no rival
+    assert decisive_cost(cost, strata=4, gap=0.05).tolist() == [True, False, True]
 
 
 def test_an_unknown_choice_is_refused(scene):
