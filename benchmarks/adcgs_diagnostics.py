@@ -9,7 +9,8 @@ prune --seed S --until N [--setting name=value ...]: fits adcgs on D-NeRF collis
 regions REFERENCE RUN [RUN ...] [--split train]: test-view (or `split`) PSNR of each run (any method, all on one masked capture) over
     three regions: the foreground masks ("object"), pixels outside them that show the background colour
     ("sky": every channel within 0.06 of it) and the rest ("floor"); and each run's whole-image PSNR with
-    one region's errors replaced by REFERENCE's (how much of the gap to REFERENCE that region holds).
+    one region's errors replaced by REFERENCE's (how much of the gap to REFERENCE that region holds);
+    --out PATH writes the JSON there instead of over the stored results file.
 
 Usage: python benchmarks/adcgs_diagnostics.py rows benchmarks/results/adcgs/dnerf_adcgs_0.001
        python benchmarks/adcgs_diagnostics.py prune --seed 1 --until 400 --setting time_smooth=2
@@ -164,6 +165,8 @@ def main() -> None:
     g.add_argument("reference", type=Path)
     g.add_argument("runs", type=Path, nargs="+")
     g.add_argument("--split", default=None, help="views to score (default: the test split)")
+    g.add_argument("--out", type=Path, default=None,
+                   help="JSON to write (default: results/adcgs_regions_<reference>[_<split>].json)")
     a = p.parse_args()
     if a.what == "rows":
         result = {"meta": meta(), **untrained_rows(a.run)}
@@ -171,7 +174,7 @@ def main() -> None:
     elif a.what == "regions":
         result = {"meta": meta(), "reference": str(a.reference), "split": a.split or "test",
                   "rows": region_psnr(a.reference, a.runs, a.split)}
-        path = OUT / f"adcgs_regions_{a.reference.name}{'_' + a.split if a.split else ''}.json"
+        path = a.out or OUT / f"adcgs_regions_{a.reference.name}{'_' + a.split if a.split else ''}.json"
     else:
         import ast
 
