@@ -258,3 +258,22 @@ def _sphere_points(az: Tensor, el: Tensor, radius: float, target, up) -> Tensor:
     d = (torch.cos(el) * torch.cos(az))[:, None] * e1 + (torch.cos(el) * torch.sin(az))[:, None] * e2
     d = d + torch.sin(el)[:, None] * up
     return torch.as_tensor(target, dtype=torch.float64) + radius * d
+
+
+def sample_images(points: Tensor, cams: Cameras, images: Tensor) -> tuple[Tensor, Tensor]:
+    """Colours of points in each camera's image.
+
+    Args:
+        points: [N, 3]; cams: V cameras; images: [V, H, W, 3] at the cameras' size.
+    Returns:
+        (colors [N, V, 3] bilinear at the projections, valid [N, V] in front of the camera and inside it).
+    """
+    import torch.nn.functional as F
+
+    uv, z = cams.project(points)  # [V, N, 2], [V, N]
+    V, H, W, _ = images.shape
+    grid = torch.stack([uv[..., 0] / W * 2 - 1, uv[..., 1] / H * 2 - 1], -1)  # pixel-edge -> [-1, 1]
+    col = F.grid_sample(images.permute(0, 3, 1, 2), grid[:, None].to(images), mode="bilinear",
+                        padding_mode="border", align_corners=False)  # [V, 3, 1, N]
+    valid = (z > 1e-6) & (grid.abs() <= 1).all(-1)
+    return col[:, :, 0].permute(2, 0, 1), valid.T

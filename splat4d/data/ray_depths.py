@@ -23,8 +23,8 @@ where the candidate lands, sampled between pixels, capped at COST_CAP, a view th
 at the cap). Counting matches within a pixel of slack cannot tell depths apart on a texture of few colours:
 on MuJoCo toss's checkered floor many wrong depths land on the right colour in every view and tie with the
 true one (background points, 6,000 rays, 2 passes: |z| median / 75th / 90th percentile 0.028 / 0.133 /
-0.297 by votes at 128 depths, 0.009 / 0.027 / 0.229 by cost at 256; on the floor within 1 of its centre
-0.007 / 0.017 / 0.035). The far floor, whose squares are under a pixel, stays ambiguous either way. Nearer
+0.297 by votes at 128 depths, 0.009 / 0.026 / 0.225 by cost at 256; on the floor within 1 of its centre
+0.007 / 0.016 / 0.033). The far floor, whose squares are under a pixel, stays ambiguous either way. Nearer
 points did not make better fits there: fourk4d's background points by cost 20.26 -> 18.68 dB held out, adcgs's
 ray anchors 23.25 -> 23.17; neither uses it by default ("votes_cost" too: fourk4d 19.84).
 """
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from splat4d.cameras import sample_images
 from splat4d.data.foreground import FOREGROUND_THRESHOLD, ForegroundRays, _box_span
 
 NEIGHBOURS = 8
@@ -45,14 +46,14 @@ BACKGROUND_WEIGHT = 2.0
 """A background vote outweighs a match (one clear view of the background carves a place)."""
 CHOICES = ("votes", "cost", "votes_cost", "decisive")
 """How `consistent_points_on_rays` ranks a ray's candidate depths (see the module docstring)."""
-VOTE_MARGIN = 2.0
-"""choose "votes_cost": candidates within this many votes of a ray's best are ranked by photo cost."""
 DECISIVE_STRATA = 4
 """choose "decisive": the candidates more than this many strata from a ray's cheapest are its rivals."""
 DECISIVE_GAP = 0.05
 """choose "decisive": a ray goes by photo cost when its cheapest candidate beats every rival by more than
 this, by votes otherwise. MuJoCo toss background rays (128 depths, one pass): the gap's median is 0.075
 within 1 of the floor's centre and 0.024 beyond, where the squares are under a pixel."""
+VOTE_MARGIN = 2.0
+"""choose "votes_cost": candidates within this many votes of a ray's best are ranked by photo cost."""
 COST_CAP = 0.4
 """`photo_cost` counts a view's colour difference up to this (an occluded view costs no more than a miss)."""
 _SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
@@ -116,22 +117,14 @@ def votes(points: Tensor, colors: Tensor, scene, views, which, images: _Images,
 
 def photo_cost(points: Tensor, colors: Tensor, scene, views, which, images: _Images, cap: float = COST_CAP) -> Tensor:
     """[N] mean over the views `which` (indices into `views`) of the per-channel-max difference between each
-    point's colour [N, 3] and the image where the point [N, 3] lands (bilinear between pixel centres), capped
+    point's colour [N, 3] and the image where the point [N, 3] lands (bilinear, `cameras.sample_images`), capped
     at `cap`; a view that does not see the point (behind it, outside the image) counts `cap`."""
     total = torch.zeros(len(points))
     for i in which:
-        cam = scene.camera(views[int(i)])
-        uv, z = cam.project(points.float())
-        u, v = uv[0, :, 0] - 0.5, uv[0, :, 1] - 0.5  # pixel-centre coordinates
-        W, H = cam.width, cam.height
-        inside = (z[0] > 1e-6) & (u >= 0) & (v >= 0) & (u <= W - 1) & (v <= H - 1)
         rgb, _ = images(int(i))
-        x0, y0 = u.floor().clamp(0, max(W - 2, 0)).long(), v.floor().clamp(0, max(H - 2, 0)).long()
-        x1, y1 = (x0 + 1).clamp(max=W - 1), (y0 + 1).clamp(max=H - 1)
-        fx, fy = (u - x0).clamp(0, 1)[:, None], (v - y0).clamp(0, 1)[:, None]
-        seen = (rgb[y0, x0] * (1 - fx) + rgb[y0, x1] * fx) * (1 - fy) + (rgb[y1, x0] * (1 - fx) + rgb[y1, x1] * fx) * fy
-        diff = (seen - colors).abs().amax(-1).clamp(max=cap)
-        total += torch.where(inside, diff, torch.full_like(diff, cap))
+        seen, inside = sample_images(points.float(), scene.camera(views[int(i)]), rgb[None])
+        diff = (seen[:, 0] - colors).abs().amax(-1).clamp(max=cap)
+        total += torch.where(inside[:, 0], diff, torch.full_like(diff, cap))
     return total / max(len(which), 1)
 
 
@@ -154,8 +147,7 @@ def consistent_points_on_rays(rays: ForegroundRays, scene, bounds: Tensor, n: in
     ray's time: by their `votes` (choose "votes"), the lowest `photo_cost` ("cost"), the lowest photo cost
     among the candidates within VOTE_MARGIN of the most votes ("votes_cost"), or by photo cost on the rays
     where it is decisive and by votes on the others ("decisive", `decisive_cost`, settled in the first
-    pass); see the module
-    docstring. Each further pass searches `samples` depths again within one stratum either side of the last
+    pass); see the module docstring. Each further pass searches `samples` depths again within one stratum either side of the last
     pass's choice (a long ray in a big box needs it).
     -> (xyz [m, 3], rgb [m, 3], t [m]), m = n, or 0 when no ray crosses the box."""
     if choose not in CHOICES:

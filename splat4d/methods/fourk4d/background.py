@@ -29,8 +29,8 @@ CANDIDATES = 3
 SAMPLES = 128
 """Candidate depths per ray and pass (`consistent_points_on_rays`). On MuJoCo toss (a floor at z = 0 seen to
 far past the scene box), median / 75th / 90th percentile of |z| over 6,000 points: ranked by votes, 32
-samples 0.040 / 0.201 / 0.489, 128 0.028 / 0.133 / 0.297; by photo cost, 128 0.011 / 0.040 / 0.243, 256
-0.009 / 0.027 / 0.229 (scene box 2.3 wide; `benchmarks/fourk4d_points.py`). Photo cost is nearer the floor
+samples 0.040 / 0.201 / 0.489, 128 0.028 / 0.133 / 0.297; by photo cost, 128 0.011 / 0.037 / 0.243, 256
+0.009 / 0.026 / 0.225 (scene box 2.3 wide; `benchmarks/fourk4d_points.py`). Photo cost is nearer the floor
 yet held-out PSNR fell (`CHOOSE`)."""
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from splat4d.cameras import Cameras
+from splat4d.cameras import Cameras, sample_images as sample_colors  # noqa: F401  (ibr's name for it)
 from splat4d.fields.mlp import MLP
 from splat4d.fields.sh import eval_sh, num_sh_bases
 
@@ -47,23 +47,6 @@ def nearest_views(target_centers: Tensor, source_centers: Tensor, center: Tensor
         cos = cos.masked_fill(same, -3.0)
     n = min(n, source_centers.shape[0] - (1 if exclude_same else 0))
     return torch.topk(cos, max(n, 1), dim=-1).indices
-
-
-def sample_colors(points: Tensor, cams: Cameras, images: Tensor) -> tuple[Tensor, Tensor]:
-    """Colours of points in each source view.
-
-    Args:
-        points: [N, 3]; cams: V cameras; images: [V, H, W, 3] at the cameras' size.
-    Returns:
-        (colors [N, V, 3] bilinear at the projections, valid [N, V] in front of the camera and inside it).
-    """
-    uv, z = cams.project(points)  # [V, N, 2], [V, N]
-    V, H, W, _ = images.shape
-    grid = torch.stack([uv[..., 0] / W * 2 - 1, uv[..., 1] / H * 2 - 1], -1)  # pixel-edge -> [-1, 1]
-    col = F.grid_sample(images.permute(0, 3, 1, 2), grid[:, None].to(images), mode="bilinear",
-                        padding_mode="border", align_corners=False)  # [V, 3, 1, N]
-    valid = (z > 1e-6) & (grid.abs() <= 1).all(-1)
-    return col[:, :, 0].permute(2, 0, 1), valid.T
 
 
 class BlendNet(nn.Module):
