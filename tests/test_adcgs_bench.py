@@ -33,3 +33,22 @@ def test_speed_only_times_both_methods_at_the_asked_counts(tmp_path):
     assert row["deformable_gaussians"] == 300 and row["adcgs_gaussians"] == 300
     assert row["deformable_deform_ms"] > 0 and row["adcgs_deform_ms"] > 0
     assert json.loads((tmp_path / "adcgs_speed_synthetic_tiny.json").read_text())["rows"] == result["rows"]
+
+
+def test_several_seeds_give_the_mean_and_keep_each(tmp_path):
+    from splat4d.bench.adcgs import ADCGSBench, run
+
+    result = run(ADCGSBench(scene="synthetic:tiny", iters=4, lambdas=(1e-3,), seeds=(0, 1), out=tmp_path))
+    for row in result["rows"]:
+        assert len(row["psnr_seeds"]) == 2
+        assert row["psnr"] == pytest.approx(sum(row["psnr_seeds"]) / 2)
+    assert (tmp_path / "adcgs" / "synthetic_tiny_adcgs_0.001_s1.s4d").is_file()
+    assert (tmp_path / "adcgs_synthetic_tiny_seeds0-1.json").is_file()
+
+
+def test_no_seeds_is_refused():
+    from splat4d.bench.adcgs import ADCGSBench
+    from splat4d.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--seeds"):
+        ADCGSBench(seeds=()).validate()
