@@ -42,6 +42,8 @@ def test_several_seeds_give_the_mean_and_keep_each(tmp_path):
     for row in result["rows"]:
         assert len(row["psnr_seeds"]) == 2
         assert row["psnr"] == pytest.approx(sum(row["psnr_seeds"]) / 2)
+    base, adc = result["rows"]
+    assert adc["psnr_minus_deformable_seeds"] == pytest.approx([a - b for a, b in zip(adc["psnr_seeds"], base["psnr_seeds"])])
     assert (tmp_path / "adcgs" / "synthetic_tiny_adcgs_0.001_s1.s4d").is_file()
     assert (tmp_path / "adcgs_synthetic_tiny_seeds0-1.json").is_file()
 

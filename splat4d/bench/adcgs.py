@@ -201,9 +201,11 @@ def run(cfg: ADCGSBench) -> dict:
         runs.append(rows)
     rows = [_mean_row([seed_rows[i] for seed_rows in runs]) if len(runs) > 1 else runs[0][i]
             for i in range(len(runs[0]))]
-    for r in rows:
+    for i, r in enumerate(rows):
         r["size_ratio"] = rows[0]["bytes"] / r["bytes"]
         r["psnr_minus_deformable"] = r["psnr"] - rows[0]["psnr"]
+        if len(runs) > 1:  # paired by seed: a seed where either fit failed shows as an outlier here
+            r["psnr_minus_deformable_seeds"] = [seed_rows[i]["psnr"] - seed_rows[0]["psnr"] for seed_rows in runs]
     equal = deformation_at_equal_count(scene, rows[0]["gaussians_drawn"])
     meta = {**_meta(cfg), "seeds": list(cfg.seeds)}
     result = {"meta": meta, "rows": rows, "deformation_at_equal_count": equal}
@@ -245,6 +247,13 @@ def _mean_row(per_seed: list[dict]) -> dict:
     return row
 
 
+def _per_seed(row: dict) -> str:
+    text = f"  PSNR per seed {' / '.join(f'{p:.2f}' for p in row['psnr_seeds'])}"
+    if row["method"] != "deformable":
+        text += f" (vs deformable {' / '.join(f'{d:+.2f}' for d in row['psnr_minus_deformable_seeds'])})"
+    return text
+
+
 def print_table(result: dict) -> None:
     seeds = result["meta"].get("seeds", [0])
     over = f", mean over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""
@@ -255,8 +264,7 @@ def print_table(result: dict) -> None:
         lam = f"{r['lambda_e']:g}" if r["lambda_e"] is not None else "-"
         print(f"{r['method']:<11} {lam:>8} {r['bytes']:>10} {r['size_ratio']:9.1f} {r['psnr']:6.2f} "
               f"{r['psnr_minus_deformable']:+6.2f} {r['ssim']:6.3f} {r['deform_ms']:9.1f} {r['raster_ms']:9.1f} "
-              f"{r['gaussians_drawn']:>7}" + (f"  PSNR per seed {' / '.join(f'{p:.2f}' for p in r['psnr_seeds'])}"
-                                              if "psnr_seeds" in r else ""))
+              f"{r['gaussians_drawn']:>7}" + (_per_seed(r) if "psnr_seeds" in r else ""))
     e = result.get("deformation_at_equal_count")
     if e:
         print(f"deformation alone at {e['deformable_gaussians']} Gaussians: deformable {e['deformable_deform_ms']:.1f} ms, "
