@@ -18,7 +18,7 @@ from splat4d.gaussians import Gaussians
 from splat4d.methods.base import Batch, Method
 from splat4d.render import BACKENDS, RenderOutput, rasterize
 from splat4d.train.densify import DensifyConfig, DensifyStrategy, auto_grad_threshold, auto_max_gaussians
-from splat4d.train.losses import photometric_loss
+from splat4d.train.losses import background_opacity, photometric_loss
 from splat4d.train.optim import ParamGroup
 
 
@@ -57,6 +57,12 @@ class GaussianConfig:
     """Weight of D-SSIM in the photometric loss (1 - lambda) L1 + lambda (1 - SSIM)."""
     lambda_mask: float = 0.0
     """Weight of an L1 loss between the rendered alpha and the scene's foreground mask (0: off; needs masks)."""
+    lambda_background: float = 0.0
+    """Weight of the mean opacity rendered over pixels that show the background colour
+    (`train.losses.background_opacity`, as `adcgs`'s term; 0: off). On a black-sky capture, black
+    Gaussians in front of the sky cost nothing in the training views: MuJoCo toss, deformable seed 1, had a
+    few near the top of the scene box that covered 39 % of the held-out camera's view (11.2 dB; see
+    docs/benchmarks.md)."""
     backend: str = "auto"
     """Rasterizer backend: auto, cpu, torch or cuda."""
     antialiased: bool = False
@@ -78,6 +84,7 @@ class GaussianConfig:
         check_int(f"{prefix}.sh_interval", self.sh_interval, 1)
         check_float(f"{prefix}.lambda_ssim", self.lambda_ssim, 0, 1)
         check_float(f"{prefix}.lambda_mask", self.lambda_mask, 0)
+        check_float(f"{prefix}.lambda_background", self.lambda_background, 0)
         check_choice(f"{prefix}.backend", self.backend, BACKENDS)
         check_bool(f"{prefix}.antialiased", self.antialiased)
         check_bool(f"{prefix}.fused_cpu", self.fused_cpu)
@@ -163,7 +170,8 @@ class GaussianMethod(Method):
 
     def photometric(self, batch: Batch, outs: list[RenderOutput]) -> tuple[Tensor, dict]:
         """(1 - lambda_ssim) L1 + lambda_ssim (1 - SSIM), plus lambda_mask times the L1 distance of the
-        rendered alpha to `batch.alphas` when lambda_mask > 0."""
+        rendered alpha to `batch.alphas` when lambda_mask > 0, plus lambda_background times the opacity
+        over background-coloured pixels when lambda_background > 0."""
         pred = torch.cat([o.rgb for o in outs])
         loss, logs = photometric_loss(pred, batch.images, self.cfg.lambda_ssim, fused=self.cfg.fused_cpu)
         if self.cfg.lambda_mask > 0:
@@ -173,6 +181,10 @@ class GaussianMethod(Method):
             mask_l1 = (alpha - batch.alphas).abs().mean()
             loss = loss + self.cfg.lambda_mask * mask_l1
             logs["mask_l1"] = float(mask_l1.detach())
+        if self.cfg.lambda_background > 0:
+            bg_alpha = background_opacity(torch.cat([o.alpha for o in outs])[..., 0], batch.images, batch.background)
+            loss = loss + self.cfg.lambda_background * bg_alpha
+            logs["background_alpha"] = float(bg_alpha.detach())
         return loss, logs
 
     def loss(self, batch: Batch, outs: list[RenderOutput], step: int) -> tuple[Tensor, dict]:

@@ -20,3 +20,14 @@ def photometric_loss(pred: Tensor, target: Tensor, lambda_ssim: float = 0.2,
         s = ssim_cpu(pred, target) if use_fused else ssim(pred, target)
         loss = (1 - lambda_ssim) * l1 + lambda_ssim * (1 - s)
     return loss, {"l1": float(l1.detach()), "psnr": float(psnr(pred.detach(), target))}
+
+
+def background_opacity(alpha: Tensor, images: Tensor, background: Tensor) -> Tensor:
+    """Mean rendered opacity over the pixels whose target shows the background colour (every channel
+    within `data.foreground.FOREGROUND_THRESHOLD` of it), divided by all pixels: alpha [C, H, W], images
+    [C, H, W, 3], background [3]. A Gaussian of the background's colour in front of the background costs
+    no photometric loss in the views that see it there, and covers the scene from other cameras."""
+    from splat4d.data.foreground import FOREGROUND_THRESHOLD
+
+    shows_bg = (images - background.to(images)).abs().amax(-1) <= FOREGROUND_THRESHOLD
+    return (alpha * shows_bg.to(alpha)).mean()

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from splat4d.cameras import Cameras
 from splat4d.config_checks import check_bool, check_choice, check_float, check_int, check_positive_lrs
-from splat4d.data.foreground import FOREGROUND_THRESHOLD, dynamic_rays, foreground_rays
+from splat4d.data.foreground import dynamic_rays, foreground_rays
 from splat4d.methods.adcgs.anchors import AnchorDims, AnchorField
 from splat4d.methods.adcgs.entropy_model import EntropyDims, EntropyModel
 from splat4d.methods.adcgs.refine import AnchorRefiner
@@ -25,7 +25,7 @@ from splat4d.methods.base import Batch, Method, register
 from splat4d.methods.deformable import auto_time_resolution
 from splat4d.render import BACKENDS, RenderOutput, rasterize
 from splat4d.train.densify import auto_grad_threshold, auto_max_gaussians
-from splat4d.train.losses import photometric_loss
+from splat4d.train.losses import background_opacity, photometric_loss
 from splat4d.train.optim import ParamGroup
 
 
@@ -456,9 +456,7 @@ class ADCGS(Method):
         if self._scene is not None:
             self.refiner.note_missed(batch, torch.cat([o.alpha for o in outs])[..., 0], step)
         if self.cfg.lambda_background > 0 and step >= self._background_start:
-            shows_bg = (batch.images - batch.background.to(batch.images)).abs().amax(-1) <= FOREGROUND_THRESHOLD
-            alpha = torch.cat([o.alpha for o in outs])[..., 0]
-            bg_alpha = (alpha * shows_bg.to(alpha)).mean()
+            bg_alpha = background_opacity(torch.cat([o.alpha for o in outs])[..., 0], batch.images, batch.background)
             loss = loss + self.cfg.lambda_background * bg_alpha
             logs["background_alpha"] = float(bg_alpha.detach())
         if step >= int(self.rate_iters) and self._train_bits is not None:
