@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from splat4d.data.foreground import FOREGROUND_THRESHOLD
 from splat4d.metrics import psnr, ssim
 from splat4d.train.ssim_cpu import ssim_cpu
 
@@ -27,7 +28,5 @@ def background_opacity(alpha: Tensor, images: Tensor, background: Tensor) -> Ten
     within `data.foreground.FOREGROUND_THRESHOLD` of it), divided by all pixels: alpha [C, H, W], images
     [C, H, W, 3], background [3]. A Gaussian of the background's colour in front of the background costs
     no photometric loss in the views that see it there, and covers the scene from other cameras."""
-    from splat4d.data.foreground import FOREGROUND_THRESHOLD
-
     shows_bg = (images - background.to(images)).abs().amax(-1) <= FOREGROUND_THRESHOLD
     return (alpha * shows_bg.to(alpha)).mean()
