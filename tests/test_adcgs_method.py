@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from splat4d.data import load_scene
+from splat4d.fields.sh import eval_sh
 from splat4d.methods.base import Batch, get_method
 from splat4d.train.optim import make_adam
 
@@ -267,6 +268,45 @@ def test_a_saved_model_loads_under_other_width_defaults(scene):
     loaded = cls.empty(cfg, m.state_dict())
     loaded.load_state_dict(m.state_dict())
     assert (cfg.entropy_hidden, cfg.coarse_pe_freqs) == (16, 2)
+    for degree in (0, 2):  # a run saved without view-dependent colour (or with another degree) keeps its own
+        m = cls.from_scene(scene, _cfg(sh_degree=degree))
+        cfg = _cfg(sh_degree=1)
+        cls.empty(cfg, m.state_dict()).load_state_dict(m.state_dict())
+        assert cfg.sh_degree == degree
+
+
+def test_view_dependent_colour_starts_flat_and_learns_per_direction(scene):
+    cls = get_method("adcgs")
+    flat, sh = (cls.from_scene(scene, _cfg(sh_degree=d), torch.Generator().manual_seed(0)) for d in (0, 1))
+    sh.load_state_dict({k: v for k, v in flat.state_dict().items() if "theta.out" not in k and "theta.skip" not in k},
+                       strict=False)
+    with torch.no_grad():  # the same canonical model apart from the SH rows, which start at zero
+        for name in ("out.weight", "out.bias", "skip.weight"):
+            sh.field.theta.get_parameter(name)[:14] = flat.field.theta.get_parameter(name)
+    views = scene.split("train")
+    cams = [scene.camera(views[0]), scene.camera(views[-1])]
+    assert not torch.allclose(cams[0].centers, cams[1].centers)
+    for m in (flat, sh):
+        m.eval()
+    with torch.no_grad():
+        for cam in cams:
+            torch.testing.assert_close(sh.render(cam, 0.3, torch.zeros(3)).rgb, flat.render(cam, 0.3, torch.zeros(3)).rgb)
+        assert sh.gaussians_at(0.3)["sh"].shape[1:] == (4, 3) and flat.gaussians_at(0.3)["sh"].shape[1:] == (1, 3)
+    # a render's loss reaches the SH rows of theta; with them set, the colour differs between directions
+    sh.train()
+    out = sh.render(cams[0], 0.3, torch.zeros(3))
+    out.rgb.sum().backward()
+    assert sh.field.theta.out.weight.grad[14:].abs().sum() > 0
+    sh.eval()
+    with torch.no_grad():
+        sh.field.theta.out.bias[14:] = 0.5
+        sh._eval_drawn = None
+        for cam in cams:
+            diff = (sh.render(cam, 0.3, torch.zeros(3)).rgb - flat.render(cam, 0.3, torch.zeros(3)).rgb).abs()
+            assert diff.max() > 0.05
+        coeffs = sh.gaussians_at(0.3)["sh"]
+        up, down = (eval_sh(1, coeffs, torch.tensor([0.0, 0.0, z]).expand(len(coeffs), 3)) for z in (1.0, -1.0))
+        assert (up - down).abs().min() > 0.45  # 2 x C1 x 0.5 = 0.49 per channel; 0 without the SH rows
 
 
 def test_time_table_rows_follow_the_capture(scene):

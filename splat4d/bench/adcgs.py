@@ -88,6 +88,7 @@ def _fit(name: str, cfg, data: DataConfig, iters: int, run_dir: Path, resume: bo
 def frame_times(method, scene, frames: int = 10) -> dict:
     """Median ms per frame of the deformation (all work before the rasterizer: networks, deformed
     attributes) and of the rasterizer, over test views, and the number of Gaussians drawn."""
+    from splat4d.methods.adcgs.anchors import render_colors
     from splat4d.render import rasterize
 
     split = "test" if scene.split("test") else "train"
@@ -99,7 +100,7 @@ def frame_times(method, scene, frames: int = 10) -> dict:
         t0 = time.perf_counter()
         if method.name == "adcgs":
             g = method.primitives_at(t)
-            colors, degree = g["colors"], None
+            colors, degree = render_colors(g)
         else:
             g = method.gaussians_at(t)
             colors, degree = g["sh"], int(method.active_sh)

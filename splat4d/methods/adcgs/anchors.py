@@ -71,6 +71,12 @@ class AnchorDims:
     coarse_pe_freqs: int = 0  # positional encoding of X_v / extent as a further coarse-net input (0: eq. 2)
     time_smooth: float = 0.0  # correlation length of the time table's initial rows (rows; 0: independent)
     pe_unit: float = 1.0  # the deformed anchor's position is divided by this before the fine stage's encoding
+    sh_degree: int = 0  # view-dependent colour: theta also gives each primitive SH bands 1..sh_degree (0: eq. 1)
+
+    @property
+    def sh_rest(self) -> int:
+        """SH coefficients per colour channel beyond the DC term, (sh_degree + 1)^2 - 1."""
+        return (self.sh_degree + 1) ** 2 - 1
 
 
 class ResidualMLP(nn.Module):
@@ -144,12 +150,13 @@ class AnchorField(nn.Module):
                     raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
                 setattr(self, name, nn.Parameter(t.detach().clone().float().contiguous()))
         self.dims, self.fine = dims, bool(fine)
-        # canonical primitives: offset 3, size 3, rotation 4, colour residual 3, opacity 1
-        self.theta = ResidualMLP(dims.f_v + dims.f_g, dims.hidden, 14)
+        # canonical primitives: offset 3, size 3, rotation 4, colour residual 3, opacity 1, SH bands 1.. 3 each
+        self.theta = ResidualMLP(dims.f_v + dims.f_g, dims.hidden, 14 + 3 * dims.sh_rest)
         with torch.no_grad():  # every primitive starts drawn, at 3DGS's initial opacity 0.1: with random
             # weights the (nearly equal) small initial features gave all primitives one opacity, at times <= 0
-            self.theta.out.weight[13].zero_()
-            self.theta.skip.weight[13].zero_()
+            self.theta.out.weight[13:].zero_()  # and with no view-dependent colour (the SH bands start at 0)
+            self.theta.skip.weight[13:].zero_()
+            self.theta.out.bias[13:].zero_()
             self.theta.out.bias[13] = math.log(INIT_OPACITY / (1.0 - INIT_OPACITY))
         self.time_table = TimeTable(dims.time_rows, dims.time_dim, init_std=TIME_TABLE_STD, init_smooth=dims.time_smooth)
         self.time_net = MLP(dims.time_dim, dims.f_t, dims.f_t, 0)  # F_s
@@ -223,16 +230,20 @@ class AnchorField(nn.Module):
 
     def canonical(self, attrs: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Eq. 1: the K primitives of every anchor, [A, K, ...]: offsets (world units), sizes, quats,
-        colours, opacity (sigmoid). `attrs` replaces anchor attributes (see `attribute`)."""
+        colours, opacity (sigmoid), and with sh_degree > 0 `sh_rest` [A, K, sh_rest, 3] (SH bands 1..).
+        `attrs` replaces anchor attributes (see `attribute`)."""
         A, K = len(self), self.dims.k
         f_v, log_cov = self.attribute("f_v", attrs), self.attribute("log_cov", attrs)
         x = torch.cat([f_v[:, None].expand(A, K, -1), self.attribute("f_g", attrs)], dim=-1)
         raw = self.theta(x)  # [A, K, 14]
-        offset, size, rot, dcol, opac = raw.split([3, 3, 4, 3, 1], dim=-1)
+        offset, size, rot, dcol, opac, sh = raw.split([3, 3, 4, 3, 1, 3 * self.dims.sh_rest], dim=-1)
         off_scale, size_scale = torch.exp(log_cov[:, None, :3]), torch.exp(log_cov[:, None, 3:])
         quats = rot + torch.tensor([1.0, 0.0, 0.0, 0.0], device=rot.device)
-        return {"offsets": offset * off_scale, "sizes": size_scale * torch.sigmoid(size), "quats": quats,
-                "colors": self.attribute("colors", attrs)[:, None] + dcol, "opacity": torch.sigmoid(opac[..., 0])}
+        out = {"offsets": offset * off_scale, "sizes": size_scale * torch.sigmoid(size), "quats": quats,
+               "colors": self.attribute("colors", attrs)[:, None] + dcol, "opacity": torch.sigmoid(opac[..., 0])}
+        if self.dims.sh_degree:
+            out["sh_rest"] = sh.reshape(A, K, self.dims.sh_rest, 3)
+        return out
 
     def coarse_rows(self, attrs: dict[str, Tensor] | None = None) -> Tensor:
         """The coarse network's per-anchor inputs [f_v, PE(X_v / extent)] (f_t follows them)."""
@@ -277,15 +288,19 @@ class AnchorField(nn.Module):
         A, K = c["opacity"].shape
         slot = (c["opacity"] >= DRAW_MIN).reshape(-1).nonzero()[:, 0]
         flat = lambda x: x.reshape(A * K, *x.shape[2:]).index_select(0, slot)  # noqa: E731
-        return {"slot": slot, "anchor": slot // K, "means": flat(self.anchors[:, None] + c["offsets"]),
-                "quats": flat(c["quats"]), "sizes": flat(c["sizes"]), "colors": flat(c["colors"]),
-                "opacity": flat(c["opacity"]), "coarse_pre": self.coarse.precompute(self.coarse_rows(attrs))}
+        out = {"slot": slot, "anchor": slot // K, "means": flat(self.anchors[:, None] + c["offsets"]),
+               "quats": flat(c["quats"]), "sizes": flat(c["sizes"]), "colors": flat(c["colors"]),
+               "opacity": flat(c["opacity"]), "coarse_pre": self.coarse.precompute(self.coarse_rows(attrs))}
+        if "sh_rest" in c:
+            out["sh_rest"] = flat(c["sh_rest"])
+        return out
 
     def primitives(self, t: float, dynamic: bool = True, attrs: dict[str, Tensor] | None = None,
                    drawn: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """The Gaussians to draw at time t (those with O_k >= DRAW_MIN), flattened: means [N, 3], quats [N, 4],
-        scales [N, 3], opacities [N], colors [N, 3] (clamped to [0, 1]), `slot` [N] (the row-major index
-        over [A, K] of each: anchor slot // K) and `canonical_means` [N, 3] (undeformed positions).
+        scales [N, 3], opacities [N], colors [N, 3] (clamped to [0, 1]; the colour seen head-on with
+        sh_degree > 0), `slot` [N] (the row-major index over [A, K] of each: anchor slot // K),
+        `canonical_means` [N, 3] (undeformed positions) and, with sh_degree > 0, `sh_rest` [N, sh_rest, 3].
         `drawn`: the output of `drawn(attrs)` when already computed."""
         p = drawn if drawn is not None else self.drawn(attrs)
         d = self.deform(t, dynamic, attrs, p["coarse_pre"])
@@ -296,9 +311,24 @@ class AnchorField(nn.Module):
         opacities = (p["opacity"] * per_primitive(d["opac_scale_k"])).clamp_max(1.0)
         if self.temporal:
             opacities = opacities * self.temporal_factor(t).index_select(0, anchor)
-        return {"means": p["means"] + d["dx"].index_select(0, anchor), "quats": p["quats"],
-                "scales": p["sizes"] * torch.exp(d["dsize"]).index_select(0, anchor), "opacities": opacities,
-                "colors": colors.clamp(0.0, 1.0), "slot": slot, "canonical_means": p["means"].detach()}
+        out = {"means": p["means"] + d["dx"].index_select(0, anchor), "quats": p["quats"],
+               "scales": p["sizes"] * torch.exp(d["dsize"]).index_select(0, anchor), "opacities": opacities,
+               "colors": colors.clamp(0.0, 1.0), "slot": slot, "canonical_means": p["means"].detach()}
+        if "sh_rest" in p:
+            out["sh_rest"] = p["sh_rest"]
+        return out
+
+
+def render_colors(p: dict[str, Tensor]) -> tuple[Tensor, int | None]:
+    """What the rasterizer takes for primitives `p` (`AnchorField.primitives`): their colours and no SH
+    degree, or with `sh_rest` SH coefficients [N, 1 + sh_rest, 3] (the DC term from the colours) and
+    their degree."""
+    if "sh_rest" not in p:
+        return p["colors"], None
+    from splat4d.fields.sh import rgb_to_sh
+
+    sh = torch.cat([rgb_to_sh(p["colors"])[:, None], p["sh_rest"]], dim=1)
+    return sh, int(round(math.sqrt(sh.shape[1]))) - 1
 
 
 def _bounded(x: Tensor, bound) -> Tensor:

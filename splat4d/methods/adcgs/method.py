@@ -18,7 +18,7 @@ from torch import Tensor
 from splat4d.cameras import Cameras
 from splat4d.config_checks import check_bool, check_choice, check_float, check_int, check_positive_lrs
 from splat4d.data.foreground import dynamic_rays, foreground_rays
-from splat4d.methods.adcgs.anchors import AnchorDims, AnchorField
+from splat4d.methods.adcgs.anchors import AnchorDims, AnchorField, render_colors
 from splat4d.methods.adcgs.entropy_model import EntropyDims, EntropyModel
 from splat4d.methods.adcgs.refine import AnchorRefiner
 from splat4d.methods.base import Batch, Method, register
@@ -87,6 +87,11 @@ class ADCGSConfig:
     """Width of the entropy model's networks (hyperprior, context models); they travel in the bitstream. 64
     (ADC-GS's code): 0.369 MB at 24.78 dB on the synthetic default scene; 32: 0.304 MB at 24.74 dB (the
     networks section 238 -> 168 KB, the coded attributes +5 KB)."""
+    sh_degree: int = 0
+    """View-dependent colour (not in the paper, whose colour is the same from every side): theta also gives
+    each primitive SH bands 1..sh_degree (3 per band coefficient), so the weights grow by hidden x 3 x
+    ((d+1)^2 - 1) numbers and the coded anchor attributes not at all; the DC term is the colour of eq. 1.
+    0: the paper's model."""
     fine_stage: bool = True
     """Refine each primitive's opacity and colour over time (eq. 4); False measures the stage's worth."""
     temporal_opacity: bool = True
@@ -244,6 +249,7 @@ class ADCGSConfig:
                      "entropy_hidden", "max_init_anchors", "random_init_points", "refine_every"):
             check_int(f"{prefix}.{name}", getattr(self, name), 1)
         check_int(f"{prefix}.foreground_init_anchors", self.foreground_init_anchors, 0)
+        check_int(f"{prefix}.sh_degree", self.sh_degree, 0, 3)
         check_int(f"{prefix}.time_rows", self.time_rows, 0)
         check_float(f"{prefix}.time_smooth", self.time_smooth)
         check_float(f"{prefix}.dynamic_init_fraction", self.dynamic_init_fraction, 0, 1)
@@ -279,7 +285,8 @@ class ADCGSConfig:
     def anchor_dims(self, time_rows: int) -> AnchorDims:
         return AnchorDims(self.k, self.feature_dim, self.residual_dim, time_rows, self.time_dim, self.time_feature_dim,
                           self.pe_freqs, self.hidden, self.deform_hidden, self.coarse_pe_freqs, max(self.time_smooth, 0.0),
-                          self.pe_unit if self.pe_unit > 0 else 1.0)  # 0 when loading: saved before it existed
+                          self.pe_unit if self.pe_unit > 0 else 1.0,  # 0 when loading: saved before it existed
+                          self.sh_degree)
 
     def entropy_dims(self) -> EntropyDims:
         return EntropyDims(f_v=self.feature_dim, f_g=self.k * self.residual_dim,
@@ -382,6 +389,9 @@ class ADCGS(Method):
         if "field.coarse.inp.weight" in state:
             extra = int(state["field.coarse.inp.weight"].shape[1]) - cfg.feature_dim - cfg.time_feature_dim
             cfg.coarse_pe_freqs = max(extra, 0) // 6
+        if "field.theta.out.weight" in state:  # 14 outputs, then 3 per SH coefficient beyond the DC term
+            rest = (int(state["field.theta.out.weight"].shape[0]) - 14) // 3
+            cfg.sh_degree = int(round(math.sqrt(rest + 1))) - 1
         cfg.temporal_opacity = "field.t_means" in state  # runs saved before it existed have none
         cfg.anchor_velocity = "field.t_velocity" in state
         dims = cfg.anchor_dims(int(state["field.time_table.table"].shape[0]))
@@ -530,8 +540,9 @@ class ADCGS(Method):
         p = self.primitives_at(t)
         if self.training:
             kw.setdefault("return_weights", True)  # the temporal significance of eq. 11
-        out = rasterize(p["means"], p["quats"], p["scales"], p["opacities"], p["colors"], cameras,
-                        background=background, backend=self.cfg.backend, **kw)
+        colors, degree = render_colors(p)
+        out = rasterize(p["means"], p["quats"], p["scales"], p["opacities"], colors, cameras,
+                        background=background, sh_degree=degree, backend=self.cfg.backend, **kw)
         out.meta["slot"] = p["slot"]
         out.meta["opacities"] = p["opacities"].detach()
         out.meta["time"] = float(t)  # grown anchors are centred at the time their parent was needed
@@ -541,12 +552,12 @@ class ADCGS(Method):
         return out
 
     def gaussians_at(self, t: float) -> dict[str, Tensor]:
-        """Activated Gaussians at time t (for export): SH degree 0 from the colours."""
+        """Activated Gaussians at time t (for export): SH [N, (sh_degree + 1)^2, 3], the DC term from the colours."""
         from splat4d.fields.sh import rgb_to_sh
 
         p = self.primitives_at(t)
-        return {"means": p["means"], "quats": p["quats"], "scales": p["scales"], "opacities": p["opacities"],
-                "sh": rgb_to_sh(p["colors"])[:, None, :]}
+        sh = render_colors(p)[0] if "sh_rest" in p else rgb_to_sh(p["colors"])[:, None, :]
+        return {"means": p["means"], "quats": p["quats"], "scales": p["scales"], "opacities": p["opacities"], "sh": sh}
 
 
 _CHOOSE = {"consistent": "votes", "cost": "cost"}
