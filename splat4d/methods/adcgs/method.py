@@ -87,7 +87,7 @@ class ADCGSConfig:
     """Width of the entropy model's networks (hyperprior, context models); they travel in the bitstream. 64
     (ADC-GS's code): 0.369 MB at 24.78 dB on the synthetic default scene; 32: 0.304 MB at 24.74 dB (the
     networks section 238 -> 168 KB, the coded attributes +5 KB)."""
-    sh_degree: int = 0
+    sh_degree: int = 1
     """View-dependent colour (not in the paper, whose colour is the same from every side): theta also gives
     each primitive SH bands 1..sh_degree (3 per band coefficient), so the weights grow by hidden x 3 x
     ((d+1)^2 - 1) numbers and the coded anchor attributes not at all; the DC term is the colour of eq. 1.
