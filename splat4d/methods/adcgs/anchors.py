@@ -6,7 +6,8 @@ f_v [A, Dv] and residual features f_g [A, K, Dg]. Each anchor spawns K primitive
 
 - canonical (eq. 1): a residual MLP theta(f_v, f_g,k) gives offset, size, rotation, colour residual and
   opacity of primitive k: X_k = X_v + offset * exp(Sigma_v[:3]), size_k = exp(Sigma_v[3:]) * sigmoid(.),
-  C_k = C_v + dC_k, O_k = sigmoid(.);
+  C_k = C_v + dC_k, O_k = sigmoid(.); with `sh_degree` d > 0 (not in the paper) theta also gives SH bands
+  1..d of each primitive, and C_k becomes the DC term of a view-dependent colour;
 - coarse (eqs. 2-3): the time feature f_t = F_s(Z(t)) (a learnable table interpolated at t) and f_v give
   each anchor a motion omega(f_v, f_t) -> (dX_v,t, dSigma_v,t, dC_v,t) that its K primitives follow;
 - fine (eqs. 4-5): varpi(PE(X_v + dX_v,t), f_t) refines each primitive's opacity and colour at t.
