@@ -345,3 +345,13 @@ def test_dynamic_init_fraction_moves_part_of_the_ray_anchors(scene):
     assert not torch.equal(base.field.anchors[tail], dyn.field.anchors[tail])
     with pytest.raises(Exception, match="dynamic_init_fraction"):
         _cfg(dynamic_init_fraction=1.5).validate()
+
+
+def test_view_dependent_colour_joins_at_its_start(scene):
+    m = get_method("adcgs").from_scene(scene, _cfg(sh_degree=2, sh_start_fraction=0.5))
+    m.param_groups(100)
+    for step, on in ((0, False), (49, False), (50, True), (99, True)):
+        m.on_step(step)
+        assert ("sh_rest" in m.primitives_at(0.3)) == on and m.view_dependent == on
+    with pytest.raises(Exception, match="sh_start_fraction"):
+        _cfg(sh_start_fraction=1.5).validate()

@@ -92,7 +92,12 @@ class ADCGSConfig:
     each primitive SH bands 1..sh_degree (3 per band coefficient), so the weights grow by hidden x 3 x
     ((d+1)^2 - 1) numbers and the coded anchor attributes not at all; the DC term is the colour of eq. 1.
     MuJoCo toss, seed 0, lambda_e 1e-4, 3000 iterations, held out: degree 0 / 1 / 3: 23.46 / 24.03 / 24.51 dB
-    at 670 / 613 / 637 KB (deformable 24.22). 0: the paper's model."""
+    at 670 / 613 / 637 KB (deformable 24.22), the bands on from the start. 0: the paper's model."""
+    sh_start_fraction: float = 0.5
+    """The SH bands join the colour at this fraction of the run (zero before: view-independent colour while
+    anchors are grown and pruned). From the start, on the monocular D-NeRF capture (one view per time, so
+    view direction and time go together) the colour explained what should have grown anchors: the first
+    refinement left 312 anchors, none grew, and the run ended at 18.1 dB (29.6 without the bands)."""
     fine_stage: bool = True
     """Refine each primitive's opacity and colour over time (eq. 4); False measures the stage's worth."""
     temporal_opacity: bool = True
@@ -275,6 +280,7 @@ class ADCGSConfig:
         check_float(f"{prefix}.lambda_ssim", self.lambda_ssim, 0, 1)
         check_float(f"{prefix}.lambda_background", self.lambda_background, 0)
         check_float(f"{prefix}.background_start_fraction", self.background_start_fraction, 0, 1)
+        check_float(f"{prefix}.sh_start_fraction", self.sh_start_fraction, 0, 1)
         check_float(f"{prefix}.prune_opacity", self.prune_opacity, 0, 1, hi_open=True)
         for name in ("step_f_v", "step_f_g", "step_cov", "step_col"):
             check_float(f"{prefix}.{name}", getattr(self, name), 0, lo_open=True)
@@ -315,6 +321,7 @@ class ADCGS(Method):
         self.register_buffer("decoded", torch.tensor(False, device=device))
         self.refiner = AnchorRefiner(cfg)
         self._background_start = 0  # set from the run's length by param_groups
+        self._sh_start = 0  # likewise
         self._eval_attrs: dict[str, Tensor] | None = None
         self._eval_drawn: dict[str, Tensor] | None = None
         self._scene = None
@@ -409,6 +416,7 @@ class ADCGS(Method):
             buf.fill_(round(frac * total_steps))
         self.refiner.schedule(total_steps)
         self._background_start = round(c.background_start_fraction * total_steps)
+        self._sh_start = round(c.sh_start_fraction * total_steps)
         start = int(self.warmup_iters)
         deform = list(f.time_table.parameters()) + list(f.time_net.parameters()) + list(f.coarse.parameters()) + \
             list(f.fine_net.parameters())
@@ -435,6 +443,12 @@ class ADCGS(Method):
     @property
     def dynamic(self) -> bool:
         return int(self.step) >= int(self.warmup_iters)
+
+    @property
+    def view_dependent(self) -> bool:
+        """Whether the SH bands colour the primitives now (sh_degree > 0, from sh_start_fraction of the run;
+        always outside training runs)."""
+        return self.cfg.sh_degree > 0 and int(self.step) >= self._sh_start
 
     @property
     def quantising(self) -> bool:
@@ -532,10 +546,14 @@ class ADCGS(Method):
         same at every t) are computed once, so a frame costs only the anchors' deformation."""
         attrs = self.attributes_for_render()
         if self.training or torch.is_grad_enabled():
-            return self.field.primitives(t, self.dynamic, attrs)
-        if self._eval_drawn is None:
-            self._eval_drawn = self.field.drawn(attrs)
-        return self.field.primitives(t, self.dynamic, attrs, self._eval_drawn)
+            p = self.field.primitives(t, self.dynamic, attrs)
+        else:
+            if self._eval_drawn is None:
+                self._eval_drawn = self.field.drawn(attrs)
+            p = self.field.primitives(t, self.dynamic, attrs, self._eval_drawn)
+        if not self.view_dependent:
+            p.pop("sh_rest", None)
+        return p
 
     def render(self, cameras: Cameras, t: float, background: Tensor | None = None, **kw) -> RenderOutput:
         p = self.primitives_at(t)
