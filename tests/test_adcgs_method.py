@@ -348,10 +348,25 @@ def test_dynamic_init_fraction_moves_part_of_the_ray_anchors(scene):
 
 
 def test_view_dependent_colour_joins_at_its_start(scene):
-    m = get_method("adcgs").from_scene(scene, _cfg(sh_degree=2, sh_start_fraction=0.5))
+    m = get_method("adcgs").from_scene(scene, _cfg(sh_degree=2, sh_start_fraction=0.5))  # (option; default 0)
     m.param_groups(100)
     for step, on in ((0, False), (49, False), (50, True), (99, True)):
         m.on_step(step)
         assert ("sh_rest" in m.primitives_at(0.3)) == on and m.view_dependent == on
     with pytest.raises(Exception, match="sh_start_fraction"):
         _cfg(sh_start_fraction=1.5).validate()
+
+
+def test_view_dependent_colour_only_where_several_cameras_see_each_time(scene):
+    import dataclasses
+
+    cls = get_method("adcgs")
+    assert scene.views_per_time("train") >= 2
+    m = cls.from_scene(scene, _cfg())
+    assert m.cfg.sh_degree == 3 and m.field.dims.sh_degree == 3
+    first_per_time = {}
+    for v in scene.split("train"):
+        first_per_time.setdefault(v.time, v)
+    mono = dataclasses.replace(scene, splits={**scene.splits, "train": list(first_per_time.values())})
+    m = cls.from_scene(mono, _cfg())
+    assert m.cfg.sh_degree == 0 and "sh_rest" not in m.primitives_at(0.3)

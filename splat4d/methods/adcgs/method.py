@@ -35,6 +35,9 @@ PE_UNITS_PER_EXTENT = 4.0
 MONOCULAR_TIME_SMOOTH = 4.0
 """Correlation length (rows) of the initial time table in a monocular capture (`time_smooth`)."""
 
+MULTIVIEW_SH_DEGREE = 3
+"""`sh_degree` where several cameras see each time (as `deformable`'s SH)."""
+
 
 @dataclass
 class ADCGSConfig:
@@ -87,17 +90,16 @@ class ADCGSConfig:
     """Width of the entropy model's networks (hyperprior, context models); they travel in the bitstream. 64
     (ADC-GS's code): 0.369 MB at 24.78 dB on the synthetic default scene; 32: 0.304 MB at 24.74 dB (the
     networks section 238 -> 168 KB, the coded attributes +5 KB)."""
-    sh_degree: int = 3
+    sh_degree: int = -1
     """View-dependent colour (not in the paper, whose colour is the same from every side): theta also gives
     each primitive SH bands 1..sh_degree (3 per band coefficient), so the weights grow by hidden x 3 x
     ((d+1)^2 - 1) numbers and the coded anchor attributes not at all; the DC term is the colour of eq. 1.
     MuJoCo toss, seed 0, lambda_e 1e-4, 3000 iterations, held out: degree 0 / 1 / 3: 23.46 / 24.03 / 24.51 dB
-    at 670 / 613 / 637 KB (deformable 24.22), the bands on from the start. 0: the paper's model."""
-    sh_start_fraction: float = 0.5
-    """The SH bands join the colour at this fraction of the run (zero before: view-independent colour while
-    anchors are grown and pruned). From the start, on the monocular D-NeRF capture (one view per time, so
-    view direction and time go together) the colour explained what should have grown anchors: the first
-    refinement left 312 anchors, none grew, and the run ended at 18.1 dB (29.6 without the bands)."""
+    at 670 / 613 / 637 KB (deformable 24.22). -1: 3 where several cameras see each time, 0 in a monocular
+    capture (resolved in place), where each time is seen from one direction, so a view-dependent colour
+    can stand in for motion. 0: the paper's model."""
+    sh_start_fraction: float = 0.0
+    """The SH bands join the colour at this fraction of the run (zero before it)."""
     fine_stage: bool = True
     """Refine each primitive's opacity and colour over time (eq. 4); False measures the stage's worth."""
     temporal_opacity: bool = True
@@ -255,7 +257,7 @@ class ADCGSConfig:
                      "entropy_hidden", "max_init_anchors", "random_init_points", "refine_every"):
             check_int(f"{prefix}.{name}", getattr(self, name), 1)
         check_int(f"{prefix}.foreground_init_anchors", self.foreground_init_anchors, 0)
-        check_int(f"{prefix}.sh_degree", self.sh_degree, 0, 3)
+        check_int(f"{prefix}.sh_degree", self.sh_degree, -1, 3)
         check_int(f"{prefix}.time_rows", self.time_rows, 0)
         check_float(f"{prefix}.time_smooth", self.time_smooth)
         check_float(f"{prefix}.dynamic_init_fraction", self.dynamic_init_fraction, 0, 1)
@@ -293,7 +295,7 @@ class ADCGSConfig:
         return AnchorDims(self.k, self.feature_dim, self.residual_dim, time_rows, self.time_dim, self.time_feature_dim,
                           self.pe_freqs, self.hidden, self.deform_hidden, self.coarse_pe_freqs, max(self.time_smooth, 0.0),
                           self.pe_unit if self.pe_unit > 0 else 1.0,  # 0 when loading: saved before it existed
-                          self.sh_degree)
+                          max(self.sh_degree, 0))
 
     def entropy_dims(self) -> EntropyDims:
         return EntropyDims(f_v=self.feature_dim, f_g=self.k * self.residual_dim,
@@ -347,6 +349,8 @@ class ADCGS(Method):
             cfg.time_rows = auto_time_resolution(scene.num_frames, views_per_time)
         if cfg.time_smooth < 0:
             cfg.time_smooth = MONOCULAR_TIME_SMOOTH if views_per_time < 2 else 0.0
+        if cfg.sh_degree < 0:  # resolved in place, so the run's config.yaml shows it
+            cfg.sh_degree = MULTIVIEW_SH_DEGREE if views_per_time >= 2 else 0
         if cfg.pe_unit <= 0:  # resolved in place, so the run's config.yaml shows it
             cfg.pe_unit = float(np.float32(extent / PE_UNITS_PER_EXTENT))
         dims = cfg.anchor_dims(cfg.time_rows)
