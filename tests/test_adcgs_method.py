@@ -362,12 +362,12 @@ def test_auto_view_dependent_colour_only_where_several_cameras_see_each_time(sce
 
     cls = get_method("adcgs")
     assert scene.views_per_time("train") >= 2
-    assert cls.Config().sh_degree == 0  # the paper's colour by default
-    m = cls.from_scene(scene, _cfg(sh_degree=-1))
-    assert m.cfg.sh_degree == 3 and m.field.dims.sh_degree == 3
+    assert cls.Config().sh_degree == -1
+    m = cls.from_scene(scene, _cfg())
+    assert m.cfg.sh_degree == 1 and m.field.dims.sh_degree == 1
     first_per_time = {}
     for v in scene.split("train"):
         first_per_time.setdefault(v.time, v)
     mono = dataclasses.replace(scene, splits={**scene.splits, "train": list(first_per_time.values())})
-    m = cls.from_scene(mono, _cfg(sh_degree=-1))
+    m = cls.from_scene(mono, _cfg())
     assert m.cfg.sh_degree == 0 and "sh_rest" not in m.primitives_at(0.3)
