@@ -194,11 +194,12 @@ class Render:
     """With --path fixed: which training camera (0 = the first)."""
 
     def validate(self) -> None:
+        from splat4d.io.video import VIDEO_SUFFIXES
         from splat4d.videos import PATHS
 
         cc.check_path("RUN_DIR", self.run_dir)
         cc.check_choice("--path", self.path, PATHS)
-        cc.check_output_file("--out", self.out)
+        cc.check_output_file("--out", self.out, VIDEO_SUFFIXES)
         if self.time is not None:
             cc.check_float("--time", self.time, 0, 1)
         cc.check_int("--frames", self.frames, 1)

@@ -175,9 +175,12 @@ def check_output_dir(name: str, value: Any) -> Path:
     return path
 
 
-def check_output_file(name: str, value: Any) -> Path:
-    """A file path whose folder is writable (see `check_output_dir`) and which is not a folder itself."""
+def check_output_file(name: str, value: Any, suffixes: tuple[str, ...] = ()) -> Path:
+    """A file path whose folder is writable (see `check_output_dir`) and which is not a folder itself,
+    ending in one of `suffixes` when given."""
     path = check_path(name, value)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{name} {path}: give a file name ending in {' or '.join(suffixes)}")
     if path.is_dir():
         raise ConfigError(f"{name} {path} is a folder; give a file name")
     try:

@@ -355,6 +355,8 @@ def test_view_dependent_colour_joins_at_its_start(scene):
         assert ("sh_rest" in m.primitives_at(0.3)) == on and m.view_dependent == on
     with pytest.raises(Exception, match="sh_start_fraction"):
         _cfg(sh_start_fraction=1.5).validate()
+    with pytest.raises(Exception, match=r"sh_degree must be an integer in \[-1, 3\]"):
+        _cfg(sh_degree=4).validate()
 
 
 def test_auto_view_dependent_colour_only_where_several_cameras_see_each_time(scene):

@@ -147,6 +147,7 @@ def test_fit_bad_flag_is_one_line_and_writes_nothing(capsys, tmp_path, flags, na
     (["--method.width", "0"], ["method.width", ">= 1"]),
     (["--method.lr-grid", "inf"], ["method.lr_grid", "inf"]),
     (["--method.time-l1-weight", "-1"], ["method.time_l1_weight", ">= 0"]),
+    (["--method.lambda-background", "-0.1"], ["method.lambda_background", ">= 0"]),
 ])
 def test_fit_deformable_bad_flag(capsys, tmp_path, flags, names):
     out = tmp_path / "run"
@@ -197,6 +198,7 @@ def test_probe_leaves_nothing_behind(tmp_path):
     (["render", "RUN", "--frames", "ten"], ["--frames", "integer", "'ten'"]),
     (["render", "RUN", "--out", "/proc/splat4d_x/v.mp4"], ["--out", "/proc/splat4d_x/v.mp4"]),
     (["render", "RUN", "--path", "zigzag"], ["'zigzag'", "--path"]),
+    (["render", "RUN", "--out", "video"], ["--out", "video", ".mp4"]),
     (["export", "RUN", "--frames", "-1"], ["--frames", ">= 0"]),
     (["export", "RUN", "--times", "0", "1.5"], ["--times", "[0, 1]"]),
     (["export", "RUN", "--times", "-0.1"], ["--times", "[0, 1]"]),

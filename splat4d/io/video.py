@@ -41,6 +41,10 @@ def _pad_even(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+"""Containers `write_video` writes H.264 into (ffmpeg picks the container from the suffix)."""
+
+
 def write_video(path: str | os.PathLike, frames, fps: float = 24, quality: int = 8) -> Path:
     """Write frames ([T, H, W, 3] uint8 or float in [0, 1], or a list of frames) as an H.264 mp4.
 

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from splat4d.fields.encodings import TimeTable, positional_encoding, positional_encoding_dim
 from splat4d.fields.mlp import MLP
+from splat4d.fields.sh import rgb_to_sh
 
 
 INIT_OPACITY = 0.1
@@ -236,7 +237,7 @@ class AnchorField(nn.Module):
         A, K = len(self), self.dims.k
         f_v, log_cov = self.attribute("f_v", attrs), self.attribute("log_cov", attrs)
         x = torch.cat([f_v[:, None].expand(A, K, -1), self.attribute("f_g", attrs)], dim=-1)
-        raw = self.theta(x)  # [A, K, 14]
+        raw = self.theta(x)  # [A, K, 14 + 3 sh_rest]
         offset, size, rot, dcol, opac, sh = raw.split([3, 3, 4, 3, 1, 3 * self.dims.sh_rest], dim=-1)
         off_scale, size_scale = torch.exp(log_cov[:, None, :3]), torch.exp(log_cov[:, None, 3:])
         quats = rot + torch.tensor([1.0, 0.0, 0.0, 0.0], device=rot.device)
@@ -320,15 +321,19 @@ class AnchorField(nn.Module):
         return out
 
 
+def sh_coefficients(p: dict[str, Tensor]) -> Tensor:
+    """SH coefficients [N, 1 + sh_rest, 3] of primitives `p` (`AnchorField.primitives`): the DC term from
+    their colours, then their `sh_rest` bands when they have them."""
+    dc = rgb_to_sh(p["colors"])[:, None]
+    return torch.cat([dc, p["sh_rest"]], dim=1) if "sh_rest" in p else dc
+
+
 def render_colors(p: dict[str, Tensor]) -> tuple[Tensor, int | None]:
-    """What the rasterizer takes for primitives `p` (`AnchorField.primitives`): their colours and no SH
-    degree, or with `sh_rest` SH coefficients [N, 1 + sh_rest, 3] (the DC term from the colours) and
-    their degree."""
+    """What the rasterizer takes for primitives `p`: their colours and no SH degree, or with `sh_rest` their
+    SH coefficients (`sh_coefficients`) and degree."""
     if "sh_rest" not in p:
         return p["colors"], None
-    from splat4d.fields.sh import rgb_to_sh
-
-    sh = torch.cat([rgb_to_sh(p["colors"])[:, None], p["sh_rest"]], dim=1)
+    sh = sh_coefficients(p)
     return sh, int(round(math.sqrt(sh.shape[1]))) - 1
 
 

@@ -18,7 +18,7 @@ from torch import Tensor
 from splat4d.cameras import Cameras
 from splat4d.config_checks import check_bool, check_choice, check_float, check_int, check_positive_lrs
 from splat4d.data.foreground import dynamic_rays, foreground_rays
-from splat4d.methods.adcgs.anchors import AnchorDims, AnchorField, render_colors
+from splat4d.methods.adcgs.anchors import AnchorDims, AnchorField, render_colors, sh_coefficients
 from splat4d.methods.adcgs.entropy_model import EntropyDims, EntropyModel
 from splat4d.methods.adcgs.refine import AnchorRefiner
 from splat4d.methods.base import Batch, Method, register
@@ -581,11 +581,9 @@ class ADCGS(Method):
 
     def gaussians_at(self, t: float) -> dict[str, Tensor]:
         """Activated Gaussians at time t (for export): SH [N, (sh_degree + 1)^2, 3], the DC term from the colours."""
-        from splat4d.fields.sh import rgb_to_sh
-
         p = self.primitives_at(t)
-        sh = render_colors(p)[0] if "sh_rest" in p else rgb_to_sh(p["colors"])[:, None, :]
-        return {"means": p["means"], "quats": p["quats"], "scales": p["scales"], "opacities": p["opacities"], "sh": sh}
+        return {"means": p["means"], "quats": p["quats"], "scales": p["scales"], "opacities": p["opacities"],
+                "sh": sh_coefficients(p)}
 
 
 _CHOOSE = {"consistent": "votes", "cost": "cost"}
