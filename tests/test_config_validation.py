@@ -157,6 +157,22 @@ def test_fit_deformable_bad_flag(capsys, tmp_path, flags, names):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("flags, names", [
+    (["--method.lr-background", "-1"], ["method.lr_background", ">= 0"]),
+    (["--method.radius-min", "2", "--method.radius-max", "1"], ["method.radius_max"]),
+    (["--method.hull-from", "depth"], ["method.hull_from", "'depth'"]),
+    (["--method.source-views", "0"], ["method.source_views", ">= 1"]),
+    (["--method.sh-degree", "4"], ["method.sh_degree", "[0, 3]"]),
+    (["--method.background-points", "-5"], ["method.background_points", ">= 0"]),
+])
+def test_fit_fourk4d_bad_flag(capsys, tmp_path, flags, names):
+    out = tmp_path / "run"
+    line = _refused(capsys, ["fit", "fourk4d", *TINY, *flags, "--out", str(out)])
+    for n in names:
+        assert n in line, line
+    assert not out.exists()
+
+
 def test_help_still_prints_and_exits_0(capsys):
     for argv in (["fit", "static", "--help"], ["render", "--help"]):
         with pytest.raises(SystemExit) as e:

@@ -70,6 +70,46 @@ def test_model_draws_them_in_every_frame_undisplaced(scene):
     assert torch.equal(other.background, model.background)
 
 
+def test_background_points_have_their_own_attributes(scene):
+    """Beyond the HexPlane's box every background point reads its border features; its own offsets of the
+    radius and density logits and SH residual start at zero, get gradients and move only the background."""
+    cls = get_method("fourk4d")
+    cfg = cls.Config(carve=CarveConfig(coarse_resolution=12, refine=2, points=300), grid_resolution=(8, 8, 8),
+                     grid_dim=4, multires=(1,), hidden=16, background_points=150)
+    model = cls.from_scene(scene, cfg, torch.Generator().manual_seed(0))
+    m, n = len(model.background), model.positions.shape[1]
+    assert model.background_attrs.shape == (m, 2 + 3 * 16) and not bool(model.background_attrs.any())
+    names = [g.name for g in model.param_groups(10)]
+    assert "background_attrs" in names
+    off = cls.from_scene(scene, dataclasses.replace(cfg, lr_background=0.0), torch.Generator().manual_seed(0))
+    assert "background_attrs" not in [g.name for g in off.param_groups(10)]
+
+    view = scene.split("train")[0]
+    model.train()
+    out = model.render(scene.camera(view), view.time, torch.ones(3))
+    batch = Batch(scene.camera(view), torch.tensor([view.time]), scene.image(view)[None], scene.alpha(view)[None],
+                  torch.ones(3), torch.tensor([0]))
+    model.loss(batch, [out], 0)[0].backward()
+    grad = model.background_attrs.grad
+    assert grad is not None and bool(grad[:, 0].abs().sum() > 0) and bool(grad[:, 2:].abs().sum() > 0)
+
+    before = model.points_at(0)
+    with torch.no_grad():
+        model.background_attrs.uniform_(-1.0, 1.0)
+    after = model.points_at(0)
+    for key in ("radii", "densities", "sh"):
+        assert torch.equal(after[key][:n], before[key][:n])  # the subject's points keep the networks' values
+        assert not torch.allclose(after[key][n:], before[key][n:])
+
+    state = model.state_dict()  # a run saved before the attributes existed loads with zeros
+    old = {k: v for k, v in state.items() if k != "background_attrs"}
+    other = cls.empty(dataclasses.replace(cfg), old)
+    other.load_state_dict(old)
+    assert not bool(other.background_attrs.any())
+    other.load_state_dict(state)
+    assert torch.equal(other.background_attrs, model.background_attrs)
+
+
 def test_masks_that_hold_everything_leave_no_background_points():
     plain = load_synthetic("default", objects=("ground", "sphere"), **RIG)  # masks: every surface hit
     assert background_points(plain, 100, torch.Generator().manual_seed(0)).shape == (0, 3)

@@ -99,6 +99,12 @@ class FourK4DConfig:
     """Learning rate of the HexPlane (4K4D: 5e-3; decays to 1/10)."""
     lr_mlp: float = 1e-3
     """Learning rate of the networks (decays to 1/10)."""
+    lr_background: float = 5e-3
+    """Learning rate of the background set's own attributes (decays to 1/10): per point, offsets of the
+    radius and density logits and of the SH residual, added to what the networks give (zero at the start).
+    The HexPlane covers the scene box, and a floor reaching past it has most of its points outside, where
+    every one reads the box's border features: without their own attributes, points along one border share
+    one radius, density and residual. 0: the networks' values only (as before 2026-12-07)."""
 
     def validate(self, prefix: str = "method") -> None:
         self.carve.validate(f"{prefix}.carve")
@@ -115,6 +121,7 @@ class FourK4DConfig:
             check_float(f"{prefix}.{name}", getattr(self, name), 0)
         check_float(f"{prefix}.lambda_ssim", self.lambda_ssim, 0, 1)
         check_positive_lrs(self, prefix, ("lr_positions", "lr_grid", "lr_mlp"))
+        check_float(f"{prefix}.lr_background", self.lr_background, 0)
 
 
 @register
@@ -131,6 +138,8 @@ class FourK4D(Method):
         self.background = torch.nn.Parameter(bg.float().to(positions.device))  # [M, 3], every frame's
         # [M] each background point's distance to its BACKGROUND_NEIGHBOUR-th nearest: its radius scale
         self.register_buffer("background_spacing", point_spacing(self.background.detach(), BACKGROUND_NEIGHBOUR))
+        # [M, 2 + 3 B] each background point's offsets of the radius and density logits and the SH residual
+        self.background_attrs = torch.nn.Parameter(bg.new_zeros(len(bg), 2 + 3 * num_sh_bases(cfg.sh_degree)).float())
         self.register_buffer("frame_times", frame_times.float())  # [F]
         self.register_buffer("images", images)  # [F, V, H, W, 3] uint8
         self.register_buffer("src_viewmats", src_viewmats.float())  # [V, 4, 4]
@@ -191,7 +200,7 @@ class FourK4D(Method):
 
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
         state = dict(state)
-        for name in ("background", "background_spacing"):  # runs saved before the background set had none
+        for name in ("background", "background_spacing", "background_attrs"):  # runs saved before they existed
             state.setdefault(name, getattr(self, name).detach())
         return super().load_state_dict(state, strict=strict, assign=assign)
 
@@ -218,11 +227,15 @@ class FourK4D(Method):
         if len(self.background):  # the background points stay where they are
             disp = torch.cat([disp[:n], torch.zeros_like(disp[n:])])
         g = self.geometry(feats)
+        sh = self.sh(feats).reshape(len(base), -1, 3)
+        if len(self.background):  # the background set's own offsets (`lr_background`)
+            a = self.background_attrs
+            g = torch.cat([g[:n], g[n:] + a[:, :2]])
+            sh = torch.cat([sh[:n], sh[n:] + a[:, 2:].reshape(len(a), -1, 3)])
         radii = (c.radius_min + (c.radius_max - c.radius_min) * torch.sigmoid(g[:n, 0])) * v
         if len(self.background):  # a background point covers its share of the set however far apart they are
             radii = torch.cat([radii, self.background_spacing * (0.5 + 1.5 * torch.sigmoid(g[n:, 0]))])
         dens = torch.sigmoid(g[:, 1] + 2.0)
-        sh = self.sh(feats).reshape(len(base), -1, 3)
         return {"means": base + disp, "radii": radii, "densities": dens, "sh": sh, "features": feats,
                 "displacement": disp}
 
@@ -295,9 +308,13 @@ class FourK4D(Method):
         c, v = self.cfg, float(self.voxel)
         nets = [*self.geometry.parameters(), *self.displacement.parameters(), *self.sh.parameters(),
                 *self.blend_net.parameters()]
-        return [
+        groups = [
             ParamGroup("positions", [self.positions, self.background], c.lr_positions * v, c.lr_positions * v / 100,
                        total_steps),
             ParamGroup("grid", list(self.grid.parameters()), c.lr_grid, c.lr_grid / 10, total_steps),
             ParamGroup("mlp", nets, c.lr_mlp, c.lr_mlp / 10, total_steps),
         ]
+        if c.lr_background > 0 and len(self.background):
+            groups.append(ParamGroup("background_attrs", [self.background_attrs], c.lr_background,
+                                     c.lr_background / 10, total_steps))
+        return groups
