@@ -6,6 +6,9 @@ rows RUN: test PSNR of a finished adcgs run as it is, and with every time-table 
 prune --seed S --until N [--setting name=value ...]: fits adcgs on D-NeRF collision 200x200 (3000-iteration
     schedule) and records, at every refinement up to iteration N, what was grown and pruned, how many
     anchors were seen, and the quantiles of each seen anchor's largest opacity.
+opacity --seed S --until N [--setting name=value ...]: the same fit, recording every 25 iterations the
+    quantiles of the canonical opacity (eq. 1's network), the fraction of primitives it leaves drawable and
+    the fraction visible at t = 0.5: whether a fit's opacity dies before the first refinement.
 regions REFERENCE RUN [RUN ...] [--split train]: test-view (or `split`) PSNR of each run (any method, all on one masked capture) over
     three regions: the foreground masks ("object"), pixels outside them that show the background colour
     ("sky": every channel within 0.06 of it) and the rest ("floor"); and each run's whole-image PSNR with
@@ -115,27 +118,19 @@ def region_psnr(reference: Path, runs: list[Path], split: str | None = None) -> 
     return out
 
 
-def prune_trace(seed: int, until: int, settings: dict) -> list[dict]:
+def _fit_with_hook(seed: int, until: int, settings: dict, hook) -> None:
+    """Fit adcgs on D-NeRF collision 200x200 (3000-iteration schedule), calling hook(method, step, refined)
+    after every step, and stop after iteration `until`."""
     from splat4d.methods.adcgs.method import ADCGS
     from splat4d.train.run import DataConfig, fit
     from splat4d.train.trainer import TrainConfig
 
-    events = []
     original = ADCGS.after_step
 
     def after_step(self, opt, step):
-        r = self.refiner
-        opacity = None if r.max_opacity is None else r.max_opacity.clone()
-        weight = None if r.weight is None else r.weight.clone()
+        before = tuple(None if x is None else x.clone() for x in (self.refiner.max_opacity, self.refiner.weight))
         out = original(self, opt, step)
-        if out and opacity is not None:
-            A = opacity.numel() // self.cfg.k
-            largest = opacity.reshape(A, -1).amax(1)
-            seen = weight.reshape(A, -1).sum(1) > 0
-            q = torch.quantile(largest[seen], torch.tensor([0.1, 0.5, 0.9])).tolist() if seen.any() else None
-            events.append({"step": step, **out, "anchors_before": A, "anchors_after": len(self.field),
-                           "seen": int(seen.sum()), "largest_opacity_q10_q50_q90": q})
-            print(events[-1], flush=True)
+        hook(self, step, out, before)
         if step >= until:
             raise StopIteration
         return out
@@ -149,7 +144,53 @@ def prune_trace(seed: int, until: int, settings: dict) -> list[dict]:
         pass
     finally:
         ADCGS.after_step = original
+
+
+def prune_trace(seed: int, until: int, settings: dict) -> list[dict]:
+    events = []
+
+    def hook(method, step, out, before):
+        opacity, weight = before
+        if out and opacity is not None:
+            A = opacity.numel() // method.cfg.k
+            largest = opacity.reshape(A, -1).amax(1)
+            seen = weight.reshape(A, -1).sum(1) > 0
+            q = torch.quantile(largest[seen], torch.tensor([0.1, 0.5, 0.9])).tolist() if seen.any() else None
+            events.append({"step": step, **out, "anchors_before": A, "anchors_after": len(method.field),
+                           "seen": int(seen.sum()), "largest_opacity_q10_q50_q90": q})
+            print(events[-1], flush=True)
+
+    _fit_with_hook(seed, until, settings, hook)
     return events
+
+
+def opacity_trace(seed: int, until: int, settings: dict, every: int = 25) -> list[dict]:
+    """Every `every` iterations: quantiles (10/50/90 %) of the canonical opacity O_k of eq. 1 (the network
+    theta, before the fine stage and the temporal opacity), the fraction of primitives at or above the draw
+    threshold, and the fraction visible at t = 0.5 after the fine stage and the temporal opacity."""
+    from splat4d.methods.adcgs.anchors import DRAW_MIN
+
+    rows = []
+    quant = lambda x: [round(v, 5) for v in torch.quantile(x.float().flatten(), torch.tensor([0.1, 0.5, 0.9])).tolist()]  # noqa: E731
+
+    def hook(method, step, out, before):
+        if step % every:
+            return
+        with torch.no_grad():
+            f = method.field
+            canon = f.canonical()["opacity"]
+            d = f.deform(0.5, method.dynamic)
+            final = (canon * d["opac_scale_k"]).clamp_max(1.0)
+            factor = f.temporal_factor(0.5)
+            if factor is not None:
+                final = final * factor[:, None]
+        rows.append({"step": step, "anchors": len(f), "canonical_q10_q50_q90": quant(canon),
+                     "drawable_fraction": round(float((canon >= DRAW_MIN).float().mean()), 4),
+                     "visible_fraction_t05": round(float((final >= 1 / 255).float().mean()), 4)})
+        print(rows[-1], flush=True)
+
+    _fit_with_hook(seed, until, settings, hook)
+    return rows
 
 
 def main() -> None:
@@ -161,6 +202,10 @@ def main() -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--until", type=int, default=400)
     q.add_argument("--setting", action="append", default=[], help="name=value (a Python literal)")
+    o = sub.add_parser("opacity")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--until", type=int, default=300)
+    o.add_argument("--setting", action="append", default=[], help="name=value (a Python literal)")
     g = sub.add_parser("regions")
     g.add_argument("reference", type=Path)
     g.add_argument("runs", type=Path, nargs="+")
@@ -179,9 +224,10 @@ def main() -> None:
         import ast
 
         settings = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in a.setting)}
-        result = {"meta": meta(), "seed": a.seed, "settings": settings, "events": prune_trace(a.seed, a.until, settings)}
+        trace = prune_trace if a.what == "prune" else opacity_trace
+        result = {"meta": meta(), "seed": a.seed, "settings": settings, "events": trace(a.seed, a.until, settings)}
         tag = "_".join(f"{k}{v}" for k, v in settings.items()) or "defaults"
-        path = OUT / f"adcgs_prune_seed{a.seed}_{tag}.json"
+        path = OUT / f"adcgs_{a.what}_seed{a.seed}_{tag}.json"
     print(json.dumps(result, indent=1))
     path.write_text(json.dumps(result, indent=1))
     print(f"wrote {path}")
