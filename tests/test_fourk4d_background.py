@@ -75,7 +75,7 @@ def test_background_points_have_their_own_attributes(scene):
     radius and density logits and SH residual start at zero, get gradients and move only the background."""
     cls = get_method("fourk4d")
     cfg = cls.Config(carve=CarveConfig(coarse_resolution=12, refine=2, points=300), grid_resolution=(8, 8, 8),
-                     grid_dim=4, multires=(1,), hidden=16, background_points=150)
+                     grid_dim=4, multires=(1,), hidden=16, background_points=150, lr_background=5e-3)
     model = cls.from_scene(scene, cfg, torch.Generator().manual_seed(0))
     m, n = len(model.background), model.positions.shape[1]
     assert model.background_attrs.shape == (m, 2 + 3 * 16) and not bool(model.background_attrs.any())
