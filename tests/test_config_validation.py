@@ -137,37 +137,27 @@ def test_fit_bad_flag_is_one_line_and_writes_nothing(capsys, tmp_path, flags, na
     assert not out.exists()
 
 
-@pytest.mark.parametrize("flags, names", [
-    (["--method.grid-resolution", "0", "8", "8"], ["method.grid_resolution", "3 integers >= 1"]),
-    (["--method.grid-resolution", "8", "8"], ["--method.grid-resolution", "3 values"]),
-    (["--method.multires"], ["method.multires", "one or more integers"]),
-    (["--method.multires", "1", "-2"], ["method.multires", ">= 1"]),
-    (["--method.coarse-fraction", "1"], ["method.coarse_fraction", "[0, 1)"]),
-    (["--method.time-resolution", "-1"], ["method.time_resolution", ">= 0"]),
-    (["--method.width", "0"], ["method.width", ">= 1"]),
-    (["--method.lr-grid", "inf"], ["method.lr_grid", "inf"]),
-    (["--method.time-l1-weight", "-1"], ["method.time_l1_weight", ">= 0"]),
-    (["--method.lambda-background", "-0.1"], ["method.lambda_background", ">= 0"]),
+@pytest.mark.parametrize("method, flags, names", [
+    ("deformable", ["--method.grid-resolution", "0", "8", "8"], ["method.grid_resolution", "3 integers >= 1"]),
+    ("deformable", ["--method.grid-resolution", "8", "8"], ["--method.grid-resolution", "3 values"]),
+    ("deformable", ["--method.multires"], ["method.multires", "one or more integers"]),
+    ("deformable", ["--method.multires", "1", "-2"], ["method.multires", ">= 1"]),
+    ("deformable", ["--method.coarse-fraction", "1"], ["method.coarse_fraction", "[0, 1)"]),
+    ("deformable", ["--method.time-resolution", "-1"], ["method.time_resolution", ">= 0"]),
+    ("deformable", ["--method.width", "0"], ["method.width", ">= 1"]),
+    ("deformable", ["--method.lr-grid", "inf"], ["method.lr_grid", "inf"]),
+    ("deformable", ["--method.time-l1-weight", "-1"], ["method.time_l1_weight", ">= 0"]),
+    ("deformable", ["--method.lambda-background", "-0.1"], ["method.lambda_background", ">= 0"]),
+    ("fourk4d", ["--method.lr-background", "-1"], ["method.lr_background", ">= 0"]),
+    ("fourk4d", ["--method.radius-min", "2", "--method.radius-max", "1"], ["method.radius_max"]),
+    ("fourk4d", ["--method.hull-from", "depth"], ["method.hull_from", "'depth'"]),
+    ("fourk4d", ["--method.source-views", "0"], ["method.source_views", ">= 1"]),
+    ("fourk4d", ["--method.sh-degree", "4"], ["method.sh_degree", "[0, 3]"]),
+    ("fourk4d", ["--method.background-points", "-5"], ["method.background_points", ">= 0"]),
 ])
-def test_fit_deformable_bad_flag(capsys, tmp_path, flags, names):
+def test_fit_method_bad_flag(capsys, tmp_path, method, flags, names):
     out = tmp_path / "run"
-    line = _refused(capsys, ["fit", "deformable", *TINY, *flags, "--out", str(out)])
-    for n in names:
-        assert n in line, line
-    assert not out.exists()
-
-
-@pytest.mark.parametrize("flags, names", [
-    (["--method.lr-background", "-1"], ["method.lr_background", ">= 0"]),
-    (["--method.radius-min", "2", "--method.radius-max", "1"], ["method.radius_max"]),
-    (["--method.hull-from", "depth"], ["method.hull_from", "'depth'"]),
-    (["--method.source-views", "0"], ["method.source_views", ">= 1"]),
-    (["--method.sh-degree", "4"], ["method.sh_degree", "[0, 3]"]),
-    (["--method.background-points", "-5"], ["method.background_points", ">= 0"]),
-])
-def test_fit_fourk4d_bad_flag(capsys, tmp_path, flags, names):
-    out = tmp_path / "run"
-    line = _refused(capsys, ["fit", "fourk4d", *TINY, *flags, "--out", str(out)])
+    line = _refused(capsys, ["fit", method, *TINY, *flags, "--out", str(out)])
     for n in names:
         assert n in line, line
     assert not out.exists()

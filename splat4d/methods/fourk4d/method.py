@@ -229,7 +229,7 @@ class FourK4D(Method):
             disp = torch.cat([disp[:n], torch.zeros_like(disp[n:])])
         g = self.geometry(feats)
         sh = self.sh(feats).reshape(len(base), -1, 3)
-        if len(self.background):  # the background set's own offsets (`lr_background`)
+        if len(self.background) and c.lr_background > 0:  # the background set's own offsets (zero when off)
             a = self.background_attrs
             g = torch.cat([g[:n], g[n:] + a[:, :2]])
             sh = torch.cat([sh[:n], sh[n:] + a[:, 2:].reshape(len(a), -1, 3)])
