@@ -223,7 +223,14 @@ def main() -> None:
     else:
         import ast
 
-        settings = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in a.setting)}
+        from splat4d.errors import ConfigError
+        from splat4d.methods.adcgs.method import ADCGS
+
+        try:
+            settings = {k: ast.literal_eval(v) for k, v in (s.split("=", 1) for s in a.setting)}
+            ADCGS.Config(**settings).validate()
+        except (ValueError, SyntaxError, TypeError) as e:
+            raise ConfigError(f"--setting {' '.join(a.setting)}: {e}") from None
         trace = prune_trace if a.what == "prune" else opacity_trace
         result = {"meta": meta(), "seed": a.seed, "settings": settings, "events": trace(a.seed, a.until, settings)}
         tag = "_".join(f"{k}{v}" for k, v in settings.items()) or "defaults"
