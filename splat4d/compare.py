@@ -58,7 +58,8 @@ def score(run: Path, scene, lpips_weights=None) -> tuple[dict, list[torch.Tensor
     from splat4d.train.run import load_run
 
     method, config, step = load_run(run)
-    result = evaluate(method, scene, lpips_weights=lpips_weights)
+    renders = dict.fromkeys(grid_views(scene, eval_split(scene)))
+    result = evaluate(method, scene, lpips_weights=lpips_weights, keep=renders)
     if run.is_file():  # a bitstream: its size is the file's
         result["size_mb"] = file_size_mb(run)
     own = run / "metrics.json" if run.is_dir() else None
@@ -70,14 +71,7 @@ def score(run: Path, scene, lpips_weights=None) -> tuple[dict, list[torch.Tensor
            **{k: result.get(k) for k in COLUMNS if k != "train_seconds"}}
     if result.get("lpips") is None:
         row["lpips"] = result.get("lpips_note", "unavailable")
-    split = eval_split(scene)
-    views = grid_views(scene, split)
-    cams = scene.cameras(split).to(method.device)
-    bg = torch.tensor(scene.background, dtype=torch.float32, device=method.device)
-    with torch.no_grad():
-        renders = [method.render(cams[i], float(scene.split(split)[i].time), bg).rgb[0].clamp(0, 1).cpu()
-                   for i in views]
-    return row, renders
+    return row, list(renders.values())
 
 
 def label_of(run: Path, config: dict) -> str:

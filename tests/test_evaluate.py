@@ -43,3 +43,17 @@ def test_streamed_evaluation_equals_all_at_once(tmp_path):
     assert sorted(p.name for p in Path(tmp_path / "eval").iterdir()) == [f"{i:04d}.png" for i in range(7)]
     whole = evaluate(method, scene, "test", lpips_weights=weights, chunk=100)
     assert whole["psnr"] == pytest.approx(got["psnr"], rel=1e-6)
+
+
+def test_evaluate_keeps_the_asked_views_renders():
+    scene = load_scene("synthetic:tiny", background="gray", num_frames=7)
+    method = StaticGaussians.from_scene(scene, StaticConfig(sh_degree=1), torch.Generator().manual_seed(0))
+    keep = dict.fromkeys((0, 4, 6))  # 4 and 6 fall in the second and third chunks of 3
+    evaluate(method, scene, "test", chunk=3, keep=keep)
+    cams, views = scene.cameras("test"), scene.split("test")
+    bg = torch.tensor(scene.background, dtype=torch.float32)
+    assert list(keep) == [0, 4, 6]
+    for i, img in keep.items():
+        with torch.no_grad():
+            want = method.render(cams[i], float(views[i].time), bg).rgb[0].clamp(0, 1)
+        assert torch.equal(img, want), i

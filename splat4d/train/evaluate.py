@@ -21,7 +21,7 @@ def eval_split(scene) -> str:
 
 @torch.no_grad()
 def evaluate(method, scene, split: str | None = None, out_dir: Path | None = None, lpips_weights=None,
-             max_images: int | None = None, chunk: int = 8) -> dict:
+             max_images: int | None = None, chunk: int = 8, keep: dict | None = None) -> dict:
     """Render every view of `split` at its time and compare with the ground truth.
 
     Views are rendered `chunk` at a time (renders and ground truths of one chunk in memory) and scored
@@ -30,6 +30,7 @@ def evaluate(method, scene, split: str | None = None, out_dir: Path | None = Non
     over pixels, channels and images).
     Writes `out_dir/NNNN.png` (render | ground truth) when `out_dir` is given. FPS counts only the
     method's render calls (after one warm-up render), not image loading or metrics.
+    `keep`, a dict whose keys are view indices, gets each of those views' render [H, W, 3] as its value.
     """
     split = split or eval_split(scene)
     views = scene.split(split)[: max_images or None]
@@ -57,6 +58,8 @@ def evaluate(method, scene, split: str | None = None, out_dir: Path | None = Non
             preds.append(out.rgb[0].clamp(0, 1).cpu())
             gts.append(scene.image(views[i]))
         for k, (p, g) in enumerate(zip(preds, gts)):  # one image at a time: SSIM and LPIPS hold many
+            if keep is not None and first + k in keep:
+                keep[first + k] = p
             psnr_sum += float(metrics.psnr(p, g))      # full-size intermediates per image
             ssim_sum += float(metrics.ssim(p, g))
             if ok:
