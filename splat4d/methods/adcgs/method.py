@@ -212,7 +212,7 @@ class ADCGSConfig:
     until 2026-12-07) it could switch off nearly every primitive in the static warm-up, before the anchor
     features had told them apart; an undrawn primitive gets no gradient and the first refinement prunes
     its anchor (D-NeRF collision seed 1: 201 anchors, 18.14 dB). At 1e-3, 3000 iterations, lambda_e 1e-4,
-    .s4d evaluated: D-NeRF collision seeds 0 / 1 29.45 / 18.14 -> 29.68 / 29.61 dB; MuJoCo toss
+    .s4d evaluated: D-NeRF collision seeds 0 / 1 29.45 / 18.14 -> 29.66 / 29.61 dB; MuJoCo toss
     24.03 -> 24.38 (see docs/benchmarks.md, fifteenth session)."""
     lr_deform: float = 4e-4
     """Learning rate of the time table and the deformation networks (decays to 1/10 from the warm-up's end).
