@@ -150,8 +150,6 @@ def test_fit_bad_flag_is_one_line_and_writes_nothing(capsys, tmp_path, flags, na
     ("deformable", ["--method.lambda-background", "-0.1"], ["method.lambda_background", ">= 0"]),
     ("fourk4d", ["--method.lr-background", "-1"], ["method.lr_background", ">= 0"]),
     ("fourk4d", ["--method.radius-min", "2", "--method.radius-max", "1"], ["method.radius_max"]),
-    ("fourk4d", ["--method.background-radius-min", "0"], ["method.background_radius_min", "> 0"]),
-    ("fourk4d", ["--method.background-radius-min", "3"], ["method.background_radius_max"]),
     ("fourk4d", ["--method.hull-from", "depth"], ["method.hull_from", "'depth'"]),
     ("fourk4d", ["--method.source-views", "0"], ["method.source_views", ">= 1"]),
     ("fourk4d", ["--method.sh-degree", "4"], ["method.sh_degree", "[0, 3]"]),

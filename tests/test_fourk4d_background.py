@@ -42,8 +42,7 @@ def test_points_lie_on_the_ground_not_on_the_subject(scene):
 def test_model_draws_them_in_every_frame_undisplaced(scene):
     cls = get_method("fourk4d")
     cfg = cls.Config(carve=CarveConfig(coarse_resolution=12, refine=2, points=400), grid_resolution=(8, 8, 8),
-                     grid_dim=4, multires=(1,), hidden=16, background_points=200,
-                     background_radius_min=1.0, background_radius_max=3.0)
+                     grid_dim=4, multires=(1,), hidden=16, background_points=200)
     model = cls.from_scene(scene, cfg, torch.Generator().manual_seed(0))
     assert model.cfg.hull_from == "masks" and len(model.background) > 0
     assert model.num_primitives == model.positions.shape[1] + len(model.background)
@@ -54,8 +53,7 @@ def test_model_draws_them_in_every_frame_undisplaced(scene):
         p = model.points_at(f)
         assert torch.equal(p["means"][n:], model.background)
         r = p["radii"][n:] / spacing  # sized by their spacing, not by the carving voxel
-        lo, hi = cfg.background_radius_min, cfg.background_radius_max
-        assert bool((r >= lo - 1e-6).all() and (r <= hi + 1e-6).all())
+        assert bool((r >= 0.5 - 1e-6).all() and (r <= 2.0 + 1e-6).all())
     view = scene.split("train")[0]
     model.train()
     model.param_groups(10)

@@ -42,9 +42,8 @@ from splat4d.train.optim import ParamGroup
 
 
 BACKGROUND_NEIGHBOUR = 3
-"""A background point's radius is a multiple (`background_radius_min`-`background_radius_max`) of the distance
-to its BACKGROUND_NEIGHBOUR-th nearest neighbour (a far floor seen at a grazing angle gets few, far-apart
-points; the carving voxel would leave holes there)."""
+"""A background point's radius is 0.5-2 x the distance to its BACKGROUND_NEIGHBOUR-th nearest neighbour (a
+far floor seen at a grazing angle gets few, far-apart points; the carving voxel would leave holes there)."""
 
 
 @dataclass
@@ -76,10 +75,6 @@ class FourK4DConfig:
     radius_max: float = 3.0
     """Largest point radius, in carving voxels (4K4D: 15 mm over 5 mm voxels). At 2 the synthetic default
     scene's ground showed holes between its 10k points after 3000 iterations (held-out 22.4 dB)."""
-    background_radius_min: float = 0.5
-    """Smallest background point radius, in multiples of its spacing (`BACKGROUND_NEIGHBOUR`)."""
-    background_radius_max: float = 2.0
-    """Largest background point radius, in multiples of its spacing."""
     max_displacement: float = 1.0
     """Largest learnt displacement of a point, in carving voxels."""
     grid_resolution: tuple[int, int, int] = (32, 32, 32)
@@ -123,9 +118,6 @@ class FourK4DConfig:
         check_ints(f"{prefix}.multires", self.multires, 1)
         check_float(f"{prefix}.radius_min", self.radius_min, 0, lo_open=True)
         check_float(f"{prefix}.radius_max", self.radius_max, self.radius_min, lo_open=True)
-        check_float(f"{prefix}.background_radius_min", self.background_radius_min, 0, lo_open=True)
-        check_float(f"{prefix}.background_radius_max", self.background_radius_max, self.background_radius_min,
-                    lo_open=True)
         for name in ("max_displacement", "lambda_mask", "lambda_displacement"):
             check_float(f"{prefix}.{name}", getattr(self, name), 0)
         check_float(f"{prefix}.lambda_ssim", self.lambda_ssim, 0, 1)
@@ -243,8 +235,7 @@ class FourK4D(Method):
             sh = torch.cat([sh[:n], sh[n:] + a[:, 2:].reshape(len(a), -1, 3)])
         radii = (c.radius_min + (c.radius_max - c.radius_min) * torch.sigmoid(g[:n, 0])) * v
         if len(self.background):  # a background point covers its share of the set however far apart they are
-            lo, hi = c.background_radius_min, c.background_radius_max
-            radii = torch.cat([radii, self.background_spacing * (lo + (hi - lo) * torch.sigmoid(g[n:, 0]))])
+            radii = torch.cat([radii, self.background_spacing * (0.5 + 1.5 * torch.sigmoid(g[n:, 0]))])
         dens = torch.sigmoid(g[:, 1] + 2.0)
         return {"means": base + disp, "radii": radii, "densities": dens, "sh": sh, "features": feats,
                 "displacement": disp}
