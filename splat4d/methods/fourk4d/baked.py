@@ -38,8 +38,8 @@ STORED = ("densities", "sh", "colors")
 class BakedConfig:
     """A baked fourk4d model (made by `splat4d bake`, not trained)."""
 
-    k_render: int = 11
-    """Points composited per pixel."""
+    k_render: int = 15
+    """Points composited per pixel (a bake copies the model's `k_render`)."""
     source_views: int = 4
     """Source views blended per rendered view."""
     precision: str = "fp16"
