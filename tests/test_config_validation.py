@@ -154,7 +154,6 @@ def test_fit_bad_flag_is_one_line_and_writes_nothing(capsys, tmp_path, flags, na
     ("fourk4d", ["--method.source-views", "0"], ["method.source_views", ">= 1"]),
     ("fourk4d", ["--method.sh-degree", "4"], ["method.sh_degree", "[0, 3]"]),
     ("fourk4d", ["--method.background-points", "-5"], ["method.background_points", ">= 0"]),
-    ("fourk4d", ["--method.background-spacing-cap", "-1"], ["method.background_spacing_cap", ">= 0"]),
 ])
 def test_fit_method_bad_flag(capsys, tmp_path, method, flags, names):
     out = tmp_path / "run"

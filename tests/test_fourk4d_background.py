@@ -68,12 +68,6 @@ def test_model_draws_them_in_every_frame_undisplaced(scene):
     other = cls.empty(dataclasses.replace(cfg), state)
     other.load_state_dict(state)
     assert torch.equal(other.background, model.background)
-    capped = cls(dataclasses.replace(cfg, background_spacing_cap=1.2), model.positions.detach(), model.frame_times,
-                 model.images, model.src_viewmats, model.src_Ks, model.grid.bounds, float(model.voxel),
-                 model.background.detach())
-    top = 1.2 * spacing.median()
-    assert bool((spacing > top).any()), "the scene should have some sparse background points to cap"
-    assert torch.allclose(capped.background_spacing, spacing.clamp(max=float(top)))
 
 
 def test_background_points_have_their_own_attributes(scene):

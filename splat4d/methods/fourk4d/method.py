@@ -62,9 +62,6 @@ class FourK4DConfig:
     shared by every frame, not displaced (`background`; 0: none). The alpha is then trained towards "differs
     from the background colour" rather than the masks. Without them a floor that reaches past the scene box
     is either missing (masks) or carved into a slab under it ("background": MuJoCo toss held-out 9.4 dB)."""
-    background_spacing_cap: float = 0.0
-    """Cap on a background point's spacing (its radius scale, `BACKGROUND_NEIGHBOUR`), as a multiple of the
-    set's median spacing (0: none). The far floor's few points otherwise get radii several times the rest."""
     k: int = 15
     """Points composited per pixel in training."""
     k_render: int = 15
@@ -128,7 +125,6 @@ class FourK4DConfig:
         check_float(f"{prefix}.lambda_ssim", self.lambda_ssim, 0, 1)
         check_positive_lrs(self, prefix, ("lr_positions", "lr_grid", "lr_mlp"))
         check_float(f"{prefix}.lr_background", self.lr_background, 0)
-        check_float(f"{prefix}.background_spacing_cap", self.background_spacing_cap, 0)
 
 
 @register
@@ -144,10 +140,7 @@ class FourK4D(Method):
         bg = background if background is not None else positions.new_zeros(0, 3)
         self.background = torch.nn.Parameter(bg.float().to(positions.device))  # [M, 3], every frame's
         # [M] each background point's distance to its BACKGROUND_NEIGHBOUR-th nearest: its radius scale
-        spacing = point_spacing(self.background.detach(), BACKGROUND_NEIGHBOUR)
-        if cfg.background_spacing_cap > 0 and len(spacing):
-            spacing = spacing.clamp(max=cfg.background_spacing_cap * float(spacing.median()))
-        self.register_buffer("background_spacing", spacing)
+        self.register_buffer("background_spacing", point_spacing(self.background.detach(), BACKGROUND_NEIGHBOUR))
         # [M, 2 + 3 B] each background point's offsets of the radius and density logits and the SH residual
         self.background_attrs = torch.nn.Parameter(bg.new_zeros(len(bg), 2 + 3 * num_sh_bases(cfg.sh_degree)).float())
         self.register_buffer("frame_times", frame_times.float())  # [F]
