@@ -59,7 +59,7 @@ def test_cpu_selection_does_not_depend_on_the_order_it_visits_points():
     uv, z, r = project_points(means, radii, cam)
     ref = select_nearest(uv, z, r, cam.width, cam.height, 6, "dense")
     for order in (np.arange(200)[::-1].copy(), np.random.default_rng(0).permutation(200)):
-        got = _select(uv[order, 0].numpy().copy(), uv[order, 1].numpy().copy(), z[order].numpy().copy(),
+        got = _select(uv[order, 0].numpy().copy(), uv[order, 1].numpy().copy(), z.numpy().copy(),  # z by point
                       r[order].numpy().copy(), order.astype(np.int64), cam.width, cam.height, 6, 3)
         assert torch.equal(torch.from_numpy(got), ref)
 
