@@ -7,6 +7,7 @@ benchmark, out/adcgs/<scene>_deformable, when they exist)."""
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +66,6 @@ def render_times(methods: list, scene, frames: int, rounds: int = 3) -> list[lis
     return ms
 
 
-def median(xs: list[float]) -> float:
-    return sorted(xs)[len(xs) // 2]
-
-
 @torch.no_grad()
 def baked_split_ms(baked, scene, frames: int) -> dict[str, float]:
     """Median ms per test view of the baked renderer's parts: the point colours (choosing the source
@@ -97,7 +94,7 @@ def baked_split_ms(baked, scene, frames: int) -> dict[str, float]:
         if i:
             for key, ms in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
                 parts[key].append(ms * 1e3)
-    return {key: sorted(ms)[len(ms) // 2] for key, ms in parts.items()}
+    return {key: statistics.median(ms) for key, ms in parts.items()}
 
 
 @torch.no_grad()
@@ -144,10 +141,10 @@ def run(cfg: FourK4DBench) -> dict:
         methods.append(method)
     times = render_times(methods, scene, cfg.frames)
     for r, ms in zip(rows, times):
-        q = sorted(ms)
-        r["render_ms"], r["render_ms_quartiles"] = median(ms), [q[len(q) // 4], q[(3 * len(q)) // 4]]
+        q1, r["render_ms"], q3 = statistics.quantiles(ms, n=4)
+        r["render_ms_quartiles"] = [q1, q3]
     # each view's trained and baked renders ran back to back: the median of those ratios
-    rows[2]["speedup_vs_trained_paired"] = median([a / b for a, b in zip(times[1], times[2])])
+    rows[2]["speedup_vs_trained_paired"] = statistics.median([a / b for a, b in zip(times[1], times[2])])
     for r in rows:
         r["psnr_minus_deformable"] = r["psnr"] - rows[0]["psnr"]
         r["speedup_vs_deformable"] = rows[0]["render_ms"] / r["render_ms"]

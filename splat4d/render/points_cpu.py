@@ -81,8 +81,8 @@ def _select_np(u, v, z, r, width: int, height: int, k: int) -> np.ndarray:
     append, and a pixel whose list is full rejects every later point at once: half the time of index order
     on a 30k-point 4K4D frame); equal depths are ordered by point index inside the kernel, so the order of
     the visit changes nothing. Each thread's rows visit every point, so more row blocks cost time: two per
-    thread (on the 4K4D benchmark's baked frames, 128², 2 threads: 2.3 and 2.7 ms where eight per thread
-    took 2.5 and 3.1)."""
+    thread (on the 4K4D benchmark's baked frames, 128², 2 threads: 1.9 and 3.5 ms where four per thread
+    took 2.0 and 3.8; benchmarks/results/points_select_kernel.json)."""
     order = np.argsort(z)
     blocks = max(1, min(height, 2 * torch.get_num_threads()))
     return _select(u[order], v[order], z, r[order], order.astype(np.int64), int(width), int(height), int(k), blocks)
