@@ -113,3 +113,73 @@ def test_background_points_have_their_own_attributes(scene):
 def test_masks_that_hold_everything_leave_no_background_points():
     plain = load_synthetic("default", objects=("ground", "sphere"), **RIG)  # masks: every surface hit
     assert background_points(plain, 100, torch.Generator().manual_seed(0)).shape == (0, 3)
+
+
+def test_plane_normals_on_a_floor_and_none_in_a_blob():
+    from splat4d.methods.fourk4d.background import plane_normals
+
+    g = torch.Generator().manual_seed(0)
+    floor = torch.rand(1500, 3, generator=g)
+    floor[:, 2] = 0.003 * torch.randn(1500, generator=g)
+    n = plane_normals(floor)
+    assert float((n[:, 2].abs() > 0.98).float().mean()) > 0.95
+    blob = torch.randn(1500, 3, generator=g)
+    assert float((plane_normals(blob).norm(dim=1) > 0).float().mean()) < 0.05
+
+
+def test_dominant_plane_moves_near_and_hidden_points_onto_the_floor():
+    from splat4d.methods.fourk4d.background import background_shape, dominant_plane
+
+    g = torch.Generator().manual_seed(0)
+    floor = torch.rand(800, 3, generator=g) * 2 - 1
+    floor[:, 2] = 0.2 + 0.005 * torch.randn(800, generator=g)  # a floor at z = 0.2
+    near = floor[:100] + torch.tensor([0.0, 0.0, 0.1])  # depth errors either side of it
+    below = floor[100:200] - torch.tensor([0.0, 0.0, 0.5])
+    wall = torch.rand(300, 3, generator=g) * 2 - 1
+    wall[:, 0] = 0.9  # a wall, well above the floor's band where it rises
+    wall[:, 2] = wall[:, 2].abs() + 0.6
+    pts = torch.cat([floor, near, below, wall])
+    normal, offset = dominant_plane(pts, 0.02, torch.Generator().manual_seed(1))
+    assert abs(float(normal[2])) > 0.999 and abs(float(offset / normal[2]) - 0.2) < 0.01
+    bounds = torch.tensor([[-1.0, -1.0, 0.0], [1.0, 1.0, 1.5]])
+    eyes = torch.tensor([[0.0, -3.0, 2.0], [3.0, 0.0, 1.0]])
+    moved, normals = background_shape(pts, bounds, eyes, discs=False, plane=True, generator=torch.Generator().manual_seed(1))
+    on = slice(0, 1000)
+    assert bool(((moved[on, 2] - 0.2).abs() < 0.01).all())  # the floor, the near and the hidden points on it
+    assert torch.allclose(moved[1000:], wall) and not bool(normals[1000:].any())  # the wall stays, round
+    assert bool((normals[on, 2].abs() > 0.999).all())
+    assert background_shape(pts, bounds, eyes, False, False, torch.Generator())[1].abs().sum() == 0
+    blob = torch.randn(500, 3, generator=g)
+    assert dominant_plane(blob, 0.02, torch.Generator().manual_seed(1)) is None  # no floor: nothing moves
+
+
+def test_a_background_of_discs_bakes_and_renders_like_the_trained_model(scene):
+    from splat4d.methods.fourk4d.baked import bake
+
+    cls = get_method("fourk4d")
+    cfg = cls.Config(carve=CarveConfig(coarse_resolution=12, refine=2, points=300), grid_resolution=(8, 8, 8),
+                     grid_dim=4, multires=(1,), hidden=16, background_points=200, background_discs=True,
+                     background_plane=True)
+    model = cls.from_scene(scene, cfg, torch.Generator().manual_seed(0))
+    n = model.positions.shape[1]
+    flat = model.background_normals.norm(dim=1) > 0  # 48-pixel views: the points scatter about the ground
+    assert float(flat.float().mean()) > 0.3
+    assert float((model.background_normals[flat, 2].abs() > 0.9).float().mean()) > 0.7, model.background_normals[flat]
+    p = model.points_at(0)
+    assert p["normals"].shape == p["means"].shape and not bool(p["normals"][:n].any())
+    state = model.state_dict()
+    other = cls.empty(dataclasses.replace(cfg), state)
+    other.load_state_dict(state)
+    assert torch.equal(other.background_normals, model.background_normals)
+    model.eval()
+    baked = bake(model, "fp16")
+    assert torch.equal(baked.disc_normals, p["normals"])
+    view = scene.split("test")[0]
+    with torch.no_grad():
+        a = model.render(scene.camera(view), view.time, torch.zeros(3)).rgb
+        b = baked.render(scene.camera(view), view.time, torch.zeros(3)).rgb
+        round_ = other.render(scene.camera(view), view.time, torch.zeros(3)).rgb
+    assert float((a - b).abs().max()) <= 1e-3
+    with torch.no_grad():
+        other.background_normals.zero_()
+        assert not torch.equal(other.render(scene.camera(view), view.time, torch.zeros(3)).rgb, round_)

@@ -51,7 +51,7 @@ def test_selection_is_front_to_back_and_ties_go_to_the_lower_index():
 def test_cpu_selection_does_not_depend_on_the_order_it_visits_points():
     import numpy as np
 
-    from splat4d.render.points_cpu import _select
+    from splat4d.render.points_cpu import _extent, _select
 
     cam = _camera()
     means, radii, _, _ = _points(200, seed=3)
@@ -59,8 +59,9 @@ def test_cpu_selection_does_not_depend_on_the_order_it_visits_points():
     uv, z, r = project_points(means, radii, cam)
     ref = select_nearest(uv, z, r, cam.width, cam.height, 6, "dense")
     for order in (np.arange(200)[::-1].copy(), np.random.default_rng(0).permutation(200)):
+        q = r[order].numpy().copy()
         got = _select(uv[order, 0].numpy().copy(), uv[order, 1].numpy().copy(), z.numpy().copy(),  # z by point
-                      r[order].numpy().copy(), order.astype(np.int64), cam.width, cam.height, 6, 3)
+                      q, *_extent(q), order.astype(np.int64), cam.width, cam.height, 6, 3)
         assert torch.equal(torch.from_numpy(got), ref)
 
 

@@ -83,7 +83,7 @@ def baked_split_ms(baked, scene, frames: int) -> dict[str, float]:
         cam = scene.camera(v)
         eye = cam.centers[0]
         f = ibr.nearest_frame(baked.frame_times, float(v.time))
-        need = used_points(baked.means[f], baked.radii[f], cam, baked.cfg.k_render)
+        need = used_points(baked.means[f], baked.radii[f], cam, baked.cfg.k_render, baked.disc_normals)
         t0 = time.perf_counter()
         colors = baked.point_colors(f, eye, need=need)
         t1 = time.perf_counter()

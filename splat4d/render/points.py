@@ -2,7 +2,12 @@
 
 Each point has a position, a world radius r, a density sigma in [0, 1] and a colour. Seen from one camera
 it covers the pixels within its projected radius r_px = f r / z of its projected centre; at a covered
-pixel at screen distance d its alpha is sigma (1 - d^2 / r_px^2). Per pixel the K covering points
+pixel at screen distance d its alpha is sigma (1 - d^2 / r_px^2). A point may instead be a disc (a unit
+normal n): the disc of radius r across n, projected with the camera's Jacobian J at its centre, is the
+screen ellipse d^T S^-1 d < 1 with S = r^2 J (I - n n^T) J^T + DISC_MIN_PX^2 I (the floor keeps a disc
+seen edge-on a pixel wide), and its alpha is sigma (1 - d^T S^-1 d). Both are one screen footprint, the
+conic (a, b, c, s): covered where q = a dx^2 + 2 b dx dy + c dy^2 < s, alpha sigma (1 - q / s); a round
+point is (1, 0, 1, r_px^2), so its q and s are d^2 and r_px^2 to the bit. Per pixel the K covering points
 nearest the camera (K = 15 in training) are composited front to back:
 
     rgb = sum_k T_k alpha_k c_k + T_K background,   T_k = prod_{j<k} (1 - alpha_j).
@@ -27,34 +32,71 @@ from torch import Tensor
 from splat4d.cameras import Cameras
 
 SELECTORS = ("auto", "cpu", "torch", "dense")
+DISC_MIN_PX = 0.5
+"""Smallest half-width of a disc's screen ellipse, in pixels (added to its screen covariance)."""
 
 
-def project_points(means: Tensor, radii: Tensor, camera: Cameras) -> tuple[Tensor, Tensor, Tensor]:
-    """Screen centres (pixel-edge coordinates), camera depths and screen radii of points for one camera.
+def project_points(means: Tensor, radii: Tensor, camera: Cameras, normals: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """Screen centres (pixel-edge coordinates), camera depths and screen footprints of points for one camera.
 
     Args:
-        means: [N, 3] world positions; radii: [N] world radii; camera: one camera.
+        means: [N, 3] world positions; radii: [N] world radii; camera: one camera; normals: [N, 3] disc
+            normals (any length; a zero row: a round point), or None (all round).
     Returns:
-        (uv [N, 2], z [N], r_px [N]); points behind the camera get r_px = 0 (they cover nothing).
+        (uv [N, 2], z [N], conic [N, 4]): (a, b, c, s) per point (see the module docstring); points behind
+        the camera get s = 0 (they cover nothing).
     """
     assert means.dim() == 2 and means.shape[1] == 3 and radii.shape == means.shape[:1], (means.shape, radii.shape)
     R, t = camera.viewmats[0, :3, :3].to(means), camera.viewmats[0, :3, 3].to(means)
     pc = means @ R.T + t
     z = pc[:, 2]
     K = camera.Ks[0].to(means)
-    safe = torch.where(z > 1e-6, z, torch.ones_like(z))
+    front = z > 1e-6
+    safe = torch.where(front, z, torch.ones_like(z))
     uv = torch.stack([K[0, 0] * pc[:, 0] / safe + K[0, 2], K[1, 1] * pc[:, 1] / safe + K[1, 2]], -1)
-    r_px = torch.where(z > 1e-6, 0.5 * (K[0, 0].abs() + K[1, 1].abs()) * radii / safe, torch.zeros_like(z))
-    return uv, z, r_px
+    r_px = torch.where(front, 0.5 * (K[0, 0].abs() + K[1, 1].abs()) * radii / safe, torch.zeros_like(z))
+    one, zero = torch.ones_like(z), torch.zeros_like(z)
+    conic = torch.stack([one, zero, one, r_px * r_px], -1)
+    if normals is not None:
+        conic = torch.where((normals != 0).any(-1, keepdim=True), _disc_conic(pc, safe, front, radii, normals @ R.T, K),
+                            conic)
+    return uv, z, conic
 
 
-def select_dense(uv: Tensor, z: Tensor, r_px: Tensor, width: int, height: int, k: int) -> Tensor:
+def _disc_conic(pc: Tensor, safe: Tensor, front: Tensor, radii: Tensor, n: Tensor, K: Tensor) -> Tensor:
+    """[N, 4] screen conics of discs (camera-frame centres pc, normals n) from S = r^2 J (I - n n^T) J^T."""
+    n = n / n.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    zero = torch.zeros_like(safe)
+    j0 = torch.stack([K[0, 0] / safe, zero, -K[0, 0] * pc[:, 0] / safe ** 2], -1)  # [N, 3] rows of J
+    j1 = torch.stack([zero, K[1, 1] / safe, -K[1, 1] * pc[:, 1] / safe ** 2], -1)
+    jn0, jn1 = (j0 * n).sum(-1), (j1 * n).sum(-1)
+    r2, e = radii * radii, DISC_MIN_PX ** 2
+    s00 = r2 * ((j0 * j0).sum(-1) - jn0 * jn0) + e
+    s01 = r2 * ((j0 * j1).sum(-1) - jn0 * jn1)
+    s11 = r2 * ((j1 * j1).sum(-1) - jn1 * jn1) + e
+    det = torch.where(front, s00 * s11 - s01 * s01, zero)
+    return torch.stack([s11, -s01, s00, det], -1)
+
+
+def conic_extent(conic: Tensor) -> tuple[Tensor, Tensor]:
+    """Half-widths (x, y) in pixels of the screen boxes holding footprints [N, 4] (r_px for round points)."""
+    a, b, c, s = conic.unbind(-1)
+    det = (a * c - b * b).clamp(min=1e-30)
+    return torch.sqrt(s * c / det), torch.sqrt(s * a / det)
+
+
+def _covered_q(conic: Tensor, dx: Tensor, dy: Tensor) -> Tensor:
+    return conic[..., 0] * dx * dx + 2.0 * conic[..., 1] * dx * dy + conic[..., 2] * dy * dy
+
+
+def select_dense(uv: Tensor, z: Tensor, conic: Tensor, width: int, height: int, k: int) -> Tensor:
     """Reference selection: [H, W, k] indices of the k nearest covering points per pixel (-1: none)."""
     ys, xs = torch.meshgrid(torch.arange(height, device=uv.device, dtype=uv.dtype) + 0.5,
                             torch.arange(width, device=uv.device, dtype=uv.dtype) + 0.5, indexing="ij")
-    d2 = (xs[..., None] - uv[:, 0]) ** 2 + (ys[..., None] - uv[:, 1]) ** 2  # [H, W, N]
-    cover = d2 < r_px ** 2
-    key = torch.where(cover, z.expand_as(d2), torch.full_like(d2, float("inf")))
+    q = _covered_q(conic, xs[..., None] - uv[:, 0], ys[..., None] - uv[:, 1])  # [H, W, N]
+    cover = q < conic[:, 3]
+    key = torch.where(cover, z.expand_as(q), torch.full_like(q, float("inf")))
     order = torch.sort(key, dim=-1, stable=True)
     idx = order.indices[..., :k]
     idx = torch.where(torch.isfinite(order.values[..., :k]), idx, torch.full_like(idx, -1))
@@ -63,18 +105,19 @@ def select_dense(uv: Tensor, z: Tensor, r_px: Tensor, width: int, height: int, k
     return idx
 
 
-def select_pairs(uv: Tensor, z: Tensor, r_px: Tensor, width: int, height: int, k: int) -> Tensor:
+def select_pairs(uv: Tensor, z: Tensor, conic: Tensor, width: int, height: int, k: int) -> Tensor:
     """Selection with torch ops on any device: every (point, covered pixel) pair, sorted by depth then
     (stably) by pixel, ranked within its pixel; the first k of each pixel kept. [H, W, k] (-1: none)."""
     dev = uv.device
     out = torch.full((height * width, k), -1, dtype=torch.long, device=dev)
-    x0 = torch.floor(uv[:, 0] - r_px).clamp(0, width).long()
-    x1 = torch.ceil(uv[:, 0] + r_px).clamp(0, width).long()
-    y0 = torch.floor(uv[:, 1] - r_px).clamp(0, height).long()
-    y1 = torch.ceil(uv[:, 1] + r_px).clamp(0, height).long()
+    ex, ey = conic_extent(conic)
+    x0 = torch.floor(uv[:, 0] - ex).clamp(0, width).long()
+    x1 = torch.ceil(uv[:, 0] + ex).clamp(0, width).long()
+    y0 = torch.floor(uv[:, 1] - ey).clamp(0, height).long()
+    y1 = torch.ceil(uv[:, 1] + ey).clamp(0, height).long()
     bw, bh = (x1 - x0).clamp(min=0), (y1 - y0).clamp(min=0)
     n_pix = bw * bh
-    live = (n_pix > 0) & (r_px > 0)
+    live = (n_pix > 0) & (conic[:, 3] > 0)
     ids = torch.nonzero(live)[:, 0]
     if len(ids) == 0:
         return out.reshape(height, width, k)
@@ -84,8 +127,7 @@ def select_pairs(uv: Tensor, z: Tensor, r_px: Tensor, width: int, height: int, k
     local = torch.arange(len(pt), device=dev) - torch.repeat_interleave(start, counts)
     px = x0[pt] + local % bw[pt]
     py = y0[pt] + local // bw[pt]
-    d2 = (px.to(uv) + 0.5 - uv[pt, 0]) ** 2 + (py.to(uv) + 0.5 - uv[pt, 1]) ** 2
-    keep = d2 < r_px[pt] ** 2
+    keep = _covered_q(conic[pt], px.to(uv) + 0.5 - uv[pt, 0], py.to(uv) + 0.5 - uv[pt, 1]) < conic[pt, 3]
     pt, pix = pt[keep], (py * width + px)[keep]
     order = torch.sort(z[pt], stable=True).indices  # pairs are in point order: ties go to the lower index
     pt, pix = pt[order], pix[order]
@@ -100,7 +142,7 @@ def select_pairs(uv: Tensor, z: Tensor, r_px: Tensor, width: int, height: int, k
     return out.reshape(height, width, k)
 
 
-def select_nearest(uv: Tensor, z: Tensor, r_px: Tensor, width: int, height: int, k: int,
+def select_nearest(uv: Tensor, z: Tensor, conic: Tensor, width: int, height: int, k: int,
                    backend: str = "auto") -> Tensor:
     """[H, W, k] long: per pixel the indices of the k covering points nearest the camera, front to back,
     -1 where fewer cover it. backend: auto (cpu on the CPU, torch elsewhere), cpu, torch or dense."""
@@ -108,22 +150,23 @@ def select_nearest(uv: Tensor, z: Tensor, r_px: Tensor, width: int, height: int,
         backend = "cpu" if uv.device.type == "cpu" else "torch"
     with torch.no_grad():
         if backend == "dense":
-            return select_dense(uv, z, r_px, width, height, k)
+            return select_dense(uv, z, conic, width, height, k)
         if backend == "torch":
-            return select_pairs(uv, z, r_px, width, height, k)
+            return select_pairs(uv, z, conic, width, height, k)
         if backend == "cpu":
             from splat4d.render.points_cpu import select_cpu
 
-            return select_cpu(uv, z, r_px, width, height, k)
+            return select_cpu(uv, z, conic, width, height, k)
     raise ValueError(f"unknown point selection backend {backend!r} (choose from {SELECTORS})")
 
 
-def composite_points(idx: Tensor, uv: Tensor, z: Tensor, r_px: Tensor, densities: Tensor, colors: Tensor,
+def composite_points(idx: Tensor, uv: Tensor, z: Tensor, conic: Tensor, densities: Tensor, colors: Tensor,
                      background: Tensor | None = None) -> dict[str, Tensor]:
-    """Front-to-back compositing of the selected points (differentiable in uv, z, r_px, densities, colors).
+    """Front-to-back compositing of the selected points (differentiable in uv, z, conic, densities, colors).
 
     Args:
-        idx: [H, W, K] selection (-1: empty slot); uv [N, 2], z [N], r_px [N]; densities [N] in [0, 1];
+        idx: [H, W, K] selection (-1: empty slot); uv [N, 2], z [N], conic [N, 4] (`project_points`);
+        densities [N] in [0, 1];
         colors [N, D]; background [D] (default zeros).
     Returns:
         rgb [H, W, D], alpha [H, W] (1 - final transmittance), depth [H, W] (alpha-weighted camera z).
@@ -133,9 +176,9 @@ def composite_points(idx: Tensor, uv: Tensor, z: Tensor, r_px: Tensor, densities
     j = idx.clamp(min=0)
     ys, xs = torch.meshgrid(torch.arange(H, device=uv.device, dtype=uv.dtype) + 0.5,
                             torch.arange(W, device=uv.device, dtype=uv.dtype) + 0.5, indexing="ij")
-    d2 = (xs[..., None] - uv[j, 0]) ** 2 + (ys[..., None] - uv[j, 1]) ** 2  # [H, W, K]
-    r2 = (r_px[j] ** 2).clamp(min=1e-12)
-    a = densities[j] * (1.0 - d2 / r2)
+    cj = conic[j]  # [H, W, K, 4]
+    q = _covered_q(cj, xs[..., None] - uv[j, 0], ys[..., None] - uv[j, 1])
+    a = densities[j] * (1.0 - q / cj[..., 3].clamp(min=1e-12))
     a = torch.where(valid, a.clamp(0.0, 1.0), torch.zeros_like(a))
     trans = torch.cumprod(torch.cat([torch.ones_like(a[..., :1]), 1.0 - a], -1), -1)  # [H, W, K + 1]
     w = a * trans[..., :-1]
@@ -145,12 +188,14 @@ def composite_points(idx: Tensor, uv: Tensor, z: Tensor, r_px: Tensor, densities
 
 
 def render_points(means: Tensor, radii: Tensor, densities: Tensor, colors: Tensor, camera: Cameras, k: int = 15,
-                  background: Tensor | None = None, backend: str = "auto") -> dict[str, Tensor]:
+                  background: Tensor | None = None, backend: str = "auto", normals: Tensor | None = None
+                  ) -> dict[str, Tensor]:
     """Depth-peel N points into one camera's image (see the module docstring).
 
     Args:
         means [N, 3], radii [N] (world), densities [N] in [0, 1], colors [N, D]; camera: one camera;
-        k: points composited per pixel; background [D]; backend: selection backend (`select_nearest`).
+        k: points composited per pixel; background [D]; backend: selection backend (`select_nearest`);
+        normals: [N, 3] disc normals (zero rows and None: round points; `project_points`).
     Returns:
         rgb [H, W, D], alpha [H, W], depth [H, W], idx [H, W, k], and weights [H, W, k] when computed in
         torch (a render without gradients on the CPU runs projection, selection and compositing in numba,
@@ -158,13 +203,14 @@ def render_points(means: Tensor, radii: Tensor, densities: Tensor, colors: Tenso
     """
     if len(camera) != 1:
         raise ValueError(f"render_points draws one camera, got {len(camera)}")
-    grads = torch.is_grad_enabled() and any(t.requires_grad for t in (means, radii, densities, colors))
+    grads = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                            for t in (means, radii, densities, colors, normals))
     if not grads and backend in ("auto", "cpu") and means.device.type == "cpu":
         from splat4d.render.points_cpu import peel_cpu  # forward only: projection, selection, compositing in numba
 
-        return peel_cpu(means, radii, densities, colors, camera, k, background)
-    uv, z, r_px = project_points(means, radii, camera)
-    idx = select_nearest(uv.detach(), z.detach(), r_px.detach(), int(camera.width), int(camera.height), k, backend)
-    out = composite_points(idx, uv, z, r_px, densities, colors, background)
+        return peel_cpu(means, radii, densities, colors, camera, k, background, normals)
+    uv, z, conic = project_points(means, radii, camera, normals)
+    idx = select_nearest(uv.detach(), z.detach(), conic.detach(), int(camera.width), int(camera.height), k, backend)
+    out = composite_points(idx, uv, z, conic, densities, colors, background)
     out["idx"] = idx
     return out

@@ -21,8 +21,9 @@ from torch import Tensor
 
 
 @njit(parallel=True, cache=True)
-def _select(u, v, z, r, ids, width, height, k, row_blocks):
-    # u, v, r: in the order of the visit; z: depth by point index (ids[i] is the i-th visited point's index)
+def _select(u, v, z, cq, ex, ey, ids, width, height, k, row_blocks):
+    # u, v, cq (conics [n, 4]), ex, ey (box half-widths): in the order of the visit; z: depth by point index
+    # (ids[i] is the i-th visited point's index)
     n = u.shape[0]
     idx = np.full((height, width, k), -1, dtype=np.int64)
     count = np.zeros((height, width), dtype=np.int64)
@@ -30,23 +31,23 @@ def _select(u, v, z, r, ids, width, height, k, row_blocks):
     for b in prange(row_blocks):
         ry0, ry1 = b * rows_per, min(height, (b + 1) * rows_per)
         for i in range(n):
-            ri = r[i]
-            if ri <= 0.0:
+            r2 = cq[i, 3]
+            if r2 <= 0.0:
                 continue
-            y0 = max(int(math.floor(v[i] - ri)), ry0)
-            y1 = min(int(math.ceil(v[i] + ri)), ry1)
+            y0 = max(int(math.floor(v[i] - ey[i])), ry0)
+            y1 = min(int(math.ceil(v[i] + ey[i])), ry1)
             if y0 >= y1:
                 continue
-            x0 = max(int(math.floor(u[i] - ri)), 0)
-            x1 = min(int(math.ceil(u[i] + ri)), width)
-            r2 = ri * ri
+            x0 = max(int(math.floor(u[i] - ex[i])), 0)
+            x1 = min(int(math.ceil(u[i] + ex[i])), width)
+            qa, qb2, qc = cq[i, 0], 2.0 * cq[i, 1], cq[i, 2]
             di = ids[i]
             zi = z[di]
             for py in range(y0, y1):
                 dy = py + 0.5 - v[i]
                 for px in range(x0, x1):
                     dx = px + 0.5 - u[i]
-                    if dx * dx + dy * dy >= r2:
+                    if qa * dx * dx + qb2 * dx * dy + qc * dy * dy >= r2:
                         continue
                     c = count[py, px]
                     if c == k:
@@ -69,14 +70,21 @@ def _select(u, v, z, r, ids, width, height, k, row_blocks):
     return idx
 
 
-def select_cpu(uv: Tensor, z: Tensor, r_px: Tensor, width: int, height: int, k: int) -> Tensor:
-    """[H, W, k] long indices of the k nearest covering points per pixel (-1: none); see the module."""
+def select_cpu(uv: Tensor, z: Tensor, conic: Tensor, width: int, height: int, k: int) -> Tensor:
+    """[H, W, k] long indices of the k nearest covering points per pixel (-1: none); see the module.
+    conic: [N, 4] screen footprints (`points.project_points`)."""
     a = lambda t: np.ascontiguousarray(t.detach().cpu().double().numpy())  # noqa: E731
     uv_ = a(uv)
-    return torch.from_numpy(_select_np(uv_[:, 0], uv_[:, 1], a(z), a(r_px), width, height, k)).to(uv.device)
+    return torch.from_numpy(_select_np(uv_[:, 0], uv_[:, 1], a(z), a(conic), width, height, k)).to(uv.device)
 
 
-def _select_np(u, v, z, r, width: int, height: int, k: int) -> np.ndarray:
+def _extent(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`points.conic_extent` on numpy conics [N, 4]."""
+    det = np.maximum(q[:, 0] * q[:, 2] - q[:, 1] * q[:, 1], 1e-30)
+    return np.sqrt(q[:, 3] * q[:, 2] / det), np.sqrt(q[:, 3] * q[:, 0] / det)
+
+
+def _select_np(u, v, z, q, width: int, height: int, k: int) -> np.ndarray:
     """The selection on numpy arrays. The kernel visits the points front to back (each insertion is then an
     append, and a pixel whose list is full rejects every later point at once: half the time of index order
     on a 30k-point 4K4D frame); equal depths are ordered by point index inside the kernel, so the order of
@@ -85,14 +93,18 @@ def _select_np(u, v, z, r, width: int, height: int, k: int) -> np.ndarray:
     took 2.0 and 3.8; benchmarks/results/points_select_kernel.json)."""
     order = np.argsort(z)
     blocks = max(1, min(height, 2 * torch.get_num_threads()))
-    return _select(u[order], v[order], z, r[order], order.astype(np.int64), int(width), int(height), int(k), blocks)
+    q = np.ascontiguousarray(q[order])
+    ex, ey = _extent(q)
+    return _select(u[order], v[order], z, q, ex, ey, order.astype(np.int64), int(width), int(height), int(k), blocks)
 
 
 @njit(parallel=True, cache=True)
-def _project(means, radii, R, t, K):
-    """`points.project_points` in float64: screen centre (u, v), depth z and screen radius r per point."""
+def _project(means, radii, normals, R, t, K, min_px):
+    """`points.project_points` in float64: screen centre (u, v), depth z and conic [4] per point (normals
+    [N, 3]: a zero row, or no rows at all, a round point)."""
     n = means.shape[0]
-    u, v, z, r = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    discs = normals.shape[0] == n
+    u, v, z, q = np.empty(n), np.empty(n), np.empty(n), np.empty((n, 4))
     f = 0.5 * (abs(K[0, 0]) + abs(K[1, 1]))
     for i in prange(n):
         x = R[0, 0] * means[i, 0] + R[0, 1] * means[i, 1] + R[0, 2] * means[i, 2] + t[0]
@@ -103,12 +115,32 @@ def _project(means, radii, R, t, K):
         u[i] = K[0, 0] * x / safe + K[0, 2]
         v[i] = K[1, 1] * y / safe + K[1, 2]
         z[i] = zi
-        r[i] = f * radii[i] / safe if front else 0.0
-    return u, v, z, r
+        nx = ny = nz = 0.0
+        if discs:
+            for a in range(3):
+                nx += R[0, a] * normals[i, a]
+                ny += R[1, a] * normals[i, a]
+                nz += R[2, a] * normals[i, a]
+        nn = math.sqrt(nx * nx + ny * ny + nz * nz)
+        if nn == 0.0:
+            rp = f * radii[i] / safe if front else 0.0
+            q[i, 0], q[i, 1], q[i, 2], q[i, 3] = 1.0, 0.0, 1.0, rp * rp
+            continue
+        nx, ny, nz = nx / nn, ny / nn, nz / nn
+        a0, a2 = K[0, 0] / safe, -K[0, 0] * x / (safe * safe)  # rows of J: (a0, 0, a2), (0, b1, b2)
+        b1, b2 = K[1, 1] / safe, -K[1, 1] * y / (safe * safe)
+        jn0, jn1 = a0 * nx + a2 * nz, b1 * ny + b2 * nz
+        r2, e = radii[i] * radii[i], min_px * min_px
+        s00 = r2 * (a0 * a0 + a2 * a2 - jn0 * jn0) + e
+        s01 = r2 * (a2 * b2 - jn0 * jn1)
+        s11 = r2 * (b1 * b1 + b2 * b2 - jn1 * jn1) + e
+        q[i, 0], q[i, 1], q[i, 2] = s11, -s01, s00
+        q[i, 3] = s00 * s11 - s01 * s01 if front else 0.0
+    return u, v, z, q
 
 
 @njit(parallel=True, cache=True)
-def _peel_forward(idx, u, v, z, r, dens, colors, bg):
+def _peel_forward(idx, u, v, z, q, dens, colors, bg):
     H, W, K = idx.shape
     D = colors.shape[1]
     rgb = np.empty((H, W, D))
@@ -125,10 +157,10 @@ def _peel_forward(idx, u, v, z, r, dens, colors, bg):
                     break
                 dx = px + 0.5 - u[i]
                 dy = py + 0.5 - v[i]
-                rr = r[i] * r[i]
+                rr = q[i, 3]
                 if rr < 1e-12:
                     rr = 1e-12
-                a = dens[i] * (1.0 - (dx * dx + dy * dy) / rr)
+                a = dens[i] * (1.0 - (q[i, 0] * dx * dx + 2.0 * q[i, 1] * dx * dy + q[i, 2] * dy * dy) / rr)
                 a = min(max(a, 0.0), 1.0)
                 w = a * T
                 for c in range(D):
@@ -151,35 +183,38 @@ def _used(idx, n):
     return need
 
 
-def _project_select(means: Tensor, radii: Tensor, camera, k: int):
+def _project_select(means: Tensor, radii: Tensor, camera, k: int, normals: Tensor | None = None):
+    from splat4d.render.points import DISC_MIN_PX
+
     f64 = lambda t: np.ascontiguousarray(t.detach().cpu().double().numpy())  # noqa: E731
     a = lambda t: np.ascontiguousarray(t.detach().cpu().numpy())  # noqa: E731
-    u, v, z, r = _project(a(means), a(radii), f64(camera.viewmats[0, :3, :3]), f64(camera.viewmats[0, :3, 3]),
-                          f64(camera.Ks[0]))
-    return u, v, z, r, _select_np(u, v, z, r, int(camera.width), int(camera.height), k)
+    nrm = np.zeros((0, 3), dtype=a(means).dtype) if normals is None else a(normals.to(means.dtype))
+    u, v, z, q = _project(a(means), a(radii), nrm, f64(camera.viewmats[0, :3, :3]), f64(camera.viewmats[0, :3, 3]),
+                          f64(camera.Ks[0]), DISC_MIN_PX)
+    return u, v, z, q, _select_np(u, v, z, q, int(camera.width), int(camera.height), k)
 
 
-def used_points(means: Tensor, radii: Tensor, camera, k: int) -> Tensor:
+def used_points(means: Tensor, radii: Tensor, camera, k: int, normals: Tensor | None = None) -> Tensor:
     """[N] bool: the points some pixel of `camera` composites (among its k nearest)."""
-    return torch.from_numpy(_used(_project_select(means, radii, camera, k)[4], len(means)))
+    return torch.from_numpy(_used(_project_select(means, radii, camera, k, normals)[4], len(means)))
 
 
 def peel_cpu(means: Tensor, radii: Tensor, densities: Tensor, colors: Tensor | Callable[[Tensor], Tensor], camera, k: int,
-             background: Tensor | None = None) -> dict[str, Tensor]:
+             background: Tensor | None = None, normals: Tensor | None = None) -> dict[str, Tensor]:
     """Projection, selection and compositing in numba, forward only (a baked model's render): the values
     of `points.render_points` (projected in float64, so a pixel's values may differ from the float32 torch
     path's by float32 rounding). The stored arrays are read as they are (float32 or float64), nothing is
     converted beforehand. `colors`: [N, D], or a function given [N] bool (the points some pixel composites)
     that returns [N, D] colours right at least there (a baked model shades only those: 55-65 % of a frame's
-    points on the 4K4D benchmark scenes). -> rgb [H, W, D], alpha [H, W], depth [H, W] (colors' dtype),
+    points on the 4K4D benchmark scenes); normals: disc normals (`points.project_points`). -> rgb [H, W, D], alpha [H, W], depth [H, W] (colors' dtype),
     idx [H, W, k]."""
     a = lambda t: np.ascontiguousarray(t.detach().cpu().numpy())  # noqa: E731
     f64 = lambda t: np.ascontiguousarray(t.detach().cpu().double().numpy())  # noqa: E731
-    u, v, z, r, idx = _project_select(means, radii, camera, k)
+    u, v, z, q, idx = _project_select(means, radii, camera, k, normals)
     if callable(colors):
         colors = colors(torch.from_numpy(_used(idx, len(u))))
     bg = np.zeros(colors.shape[-1]) if background is None else f64(background.reshape(-1))
-    rgb, alpha, depth = _peel_forward(idx, u, v, z, r, a(densities), a(colors), bg)
+    rgb, alpha, depth = _peel_forward(idx, u, v, z, q, a(densities), a(colors), bg)
     dt = colors.dtype
     return {"rgb": torch.from_numpy(rgb).to(dt), "alpha": torch.from_numpy(alpha).to(dt),
             "depth": torch.from_numpy(depth).to(dt), "idx": torch.from_numpy(idx)}

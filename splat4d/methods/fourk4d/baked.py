@@ -1,6 +1,7 @@
 """A baked `fourk4d` model (`splat4d bake RUN -o DIR`): the networks evaluated once and dropped.
 
-Per frame it stores the points' positions, radii, densities and SH residual coefficients, and per
+Per frame it stores the points' positions, radii, densities and SH residual coefficients (and once, the
+disc normals of a background drawn as discs), and per
 (point, source view) the sampled colour, the blend logit and whether the view sees the point: all that
 the view-independent part of 4K4D's renderer produces. Rendering a view then only picks the nearest
 source views, blends, adds the SH residual and peels. Colours, densities and SH are stored in fp16
@@ -100,9 +101,15 @@ class BakedFourK4D(Method):
         blended = ibr.blend(colors, logits, valid, torch.arange(colors.shape[1], device=colors.device))
         return ibr.point_colors(blended, ibr.sh_residual(self.sh[f].float(), means, eye))
 
+    @property
+    def disc_normals(self) -> Tensor | None:
+        """[N, 3] every frame's disc normals (zero rows: round points), or None (all round; bakes made before
+        discs existed)."""
+        return getattr(self, "normals", None)
+
     def peel(self, f: int, colors: Tensor, cam: Cameras, background: Tensor | None = None) -> dict[str, Tensor]:
         return render_points(self.means[f], self.radii[f], self.densities[f].float(), colors, cam, self.cfg.k_render,
-                             background)
+                             background, normals=self.disc_normals)
 
     @property
     def src_centers(self) -> Tensor:
@@ -118,7 +125,8 @@ class BakedFourK4D(Method):
                 from splat4d.render.points_cpu import peel_cpu
 
                 out = peel_cpu(self.means[f], self.radii[f], self.densities[f].float(),
-                               lambda need: self.point_colors(f, eye, need=need), cam, self.cfg.k_render, background)
+                               lambda need: self.point_colors(f, eye, need=need), cam, self.cfg.k_render, background,
+                               self.disc_normals)
             else:
                 out = self.peel(f, self.point_colors(f, eye), cam, background)
             rgbs.append(out["rgb"])
@@ -162,6 +170,8 @@ def bake(model, precision: str = "fp16") -> BakedFourK4D:
     tensors.update(frame_times=model.frame_times.clone(), src_viewmats=model.src_viewmats.clone(),
                    src_Ks=model.src_Ks.clone(), src_size=torch.tensor([int(W), int(H)], device=model.images.device),
                    centre=model.grid.bounds.mean(0))
+    if p["normals"] is not None:  # the same every frame: the background's, zero rows for the frame's own points
+        tensors["normals"] = p["normals"].clone()
     cfg = BakedConfig(k_render=model.cfg.k_render, source_views=model.cfg.source_views, precision=precision)
     return BakedFourK4D(cfg, {k: v.contiguous().cpu() for k, v in tensors.items()})
 

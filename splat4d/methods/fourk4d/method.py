@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from splat4d.cameras import Cameras
-from splat4d.config_checks import check_choice, check_float, check_int, check_ints, check_positive_lrs
+from splat4d.config_checks import check_bool, check_choice, check_float, check_int, check_ints, check_positive_lrs
 from splat4d.data.foreground import FOREGROUND_THRESHOLD
 from splat4d.errors import DatasetError
 from splat4d.fields.hexplane import HexPlane
@@ -101,6 +101,13 @@ class FourK4DConfig:
     """Learning rate of the HexPlane (4K4D: 5e-3; decays to 1/10)."""
     lr_mlp: float = 1e-3
     """Learning rate of the networks (decays to 1/10)."""
+    background_discs: bool = False
+    """Background points are discs across the plane of their 32 nearest (`background.plane_normals`; round
+    where those are not flat) rather than round points: a floor seen at a grazing angle is covered without
+    blurring it."""
+    background_plane: bool = False
+    """Find the background set's dominant plane (a floor: `background.dominant_plane`); its points near or
+    below it are moved onto it and drawn as discs across it."""
     lr_background: float = 0.0
     """Learning rate of the background set's own attributes (decays to 1/10; 0: none, the default): per
     point, offsets of the radius and density logits and of the SH residual, added to what the networks give
@@ -125,6 +132,8 @@ class FourK4DConfig:
         check_float(f"{prefix}.lambda_ssim", self.lambda_ssim, 0, 1)
         check_positive_lrs(self, prefix, ("lr_positions", "lr_grid", "lr_mlp"))
         check_float(f"{prefix}.lr_background", self.lr_background, 0)
+        check_bool(f"{prefix}.background_discs", self.background_discs)
+        check_bool(f"{prefix}.background_plane", self.background_plane)
 
 
 @register
@@ -133,7 +142,8 @@ class FourK4D(Method):
     Config = FourK4DConfig
 
     def __init__(self, cfg: FourK4DConfig, positions: Tensor, frame_times: Tensor, images: Tensor, src_viewmats: Tensor,
-                 src_Ks: Tensor, bounds: Tensor, voxel: float, background: Tensor | None = None):
+                 src_Ks: Tensor, bounds: Tensor, voxel: float, background: Tensor | None = None,
+                 background_normals: Tensor | None = None):
         super().__init__(cfg)
         F_, N, _ = positions.shape
         self.positions = torch.nn.Parameter(positions.float())  # [F, N, 3]
@@ -141,6 +151,9 @@ class FourK4D(Method):
         self.background = torch.nn.Parameter(bg.float().to(positions.device))  # [M, 3], every frame's
         # [M] each background point's distance to its BACKGROUND_NEIGHBOUR-th nearest: its radius scale
         self.register_buffer("background_spacing", point_spacing(self.background.detach(), BACKGROUND_NEIGHBOUR))
+        # [M, 3] each background point's disc normal (a zero row: a round point)
+        nrm = background_normals if background_normals is not None else torch.zeros_like(bg)
+        self.register_buffer("background_normals", nrm.float().to(positions.device))
         # [M, 2 + 3 B] each background point's offsets of the radius and density logits and the SH residual
         self.background_attrs = torch.nn.Parameter(bg.new_zeros(len(bg), 2 + 3 * num_sh_bases(cfg.sh_degree)).float())
         self.register_buffer("frame_times", frame_times.float())  # [F]
@@ -186,13 +199,17 @@ class FourK4D(Method):
         cams = Cameras.cat([scene.camera(v) for v in next(iter(frames.values()))])
         b = scene.bounds.float()
         pad = 0.1 * (b[1] - b[0])
-        background = None
+        background = normals = None
         if use_masks and cfg.background_points > 0:
             from splat4d.methods.fourk4d.background import background_points
 
+            from splat4d.methods.fourk4d.background import background_shape
+
             background = background_points(scene, cfg.background_points, torch.Generator().manual_seed(cfg.carve.seed))
+            background, normals = background_shape(background, b, cams.centers, cfg.background_discs,
+                                                   cfg.background_plane, torch.Generator().manual_seed(cfg.carve.seed))
         return cls(cfg, torch.stack(positions), torch.tensor(times, device="cpu"), torch.stack(images), cams.viewmats, cams.Ks,
-                   torch.stack([b[0] - pad, b[1] + pad]), voxel, background)
+                   torch.stack([b[0] - pad, b[1] + pad]), voxel, background, normals)
 
     @classmethod
     def empty(cls, cfg: FourK4DConfig, state: dict) -> "FourK4D":
@@ -203,7 +220,8 @@ class FourK4D(Method):
 
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
         state = dict(state)
-        for name in ("background", "background_spacing", "background_attrs"):  # runs saved before they existed
+        for name in ("background", "background_spacing", "background_attrs", "background_normals"):
+            # runs saved before they existed
             state.setdefault(name, getattr(self, name).detach())
         return super().load_state_dict(state, strict=strict, assign=assign)
 
@@ -221,7 +239,8 @@ class FourK4D(Method):
 
     def points_at(self, f: int) -> dict[str, Tensor]:
         """Frame f's points: means [N, 3], radii [N], densities [N], sh [N, B, 3], features [N, D],
-        displacement [N, 3] (world units)."""
+        displacement [N, 3] (world units), normals [N, 3] (disc normals, zero rows for round points) or None
+        (all round)."""
         c, v = self.cfg, self.voxel
         n = self.positions.shape[1]
         base = torch.cat([self.positions[f], self.background]) if len(self.background) else self.positions[f]
@@ -239,8 +258,11 @@ class FourK4D(Method):
         if len(self.background):  # a background point covers its share of the set however far apart they are
             radii = torch.cat([radii, self.background_spacing * (0.5 + 1.5 * torch.sigmoid(g[n:, 0]))])
         dens = torch.sigmoid(g[:, 1] + 2.0)
+        normals = None
+        if len(self.background) and bool(self.background_normals.any()):
+            normals = torch.cat([self.background_normals.new_zeros(n, 3), self.background_normals])
         return {"means": base + disp, "radii": radii, "densities": dens, "sh": sh, "features": feats,
-                "displacement": disp}
+                "displacement": disp, "normals": normals}
 
     def blend_inputs(self, p: dict[str, Tensor], f: int, views: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Per (point, source view) of frame f: sampled colour [N, V, 3], whether the view sees the point
@@ -279,7 +301,8 @@ class FourK4D(Method):
         for i in range(len(cameras)):
             cam = cameras[i]
             colors = self.colors_for(p, f, cam.centers[0])
-            out = render_points(p["means"], p["radii"], p["densities"], colors, cam, k, background)
+            out = render_points(p["means"], p["radii"], p["densities"], colors, cam, k, background,
+                                normals=p["normals"])
             rgbs.append(out["rgb"])
             alphas.append(out["alpha"][..., None])
             depths.append(out["depth"][..., None])
