@@ -7,6 +7,11 @@ masks, each at the depth the same time's other cameras agree with (`data.ray_dep
 where views spread over the whole capture agree on its colour (`static_points`). Depths are searched in the scene box
 grown by BOX_GROWTH on every side, since such a set usually reaches beyond the subject's box (MuJoCo toss:
 grown by its size, the far part of the floor stayed black).
+
+Voted depths scatter about a floor (MuJoCo toss: a median 0.015 and a 90th percentile 0.28 off it, the scene box
+2.3 wide), and from a held-out camera each misplaced point shows its colour in the wrong place. Where at least
+PLANE_SHARE of the points lie on one plane (`dominant_plane`), those near it or below it move onto it and
+become discs across it (`background_shape`): toss held out 20.56 -> 25.06 dB, the floor's pixels 19.91 -> 25.04.
 """
 
 from __future__ import annotations

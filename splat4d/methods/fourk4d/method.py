@@ -11,7 +11,9 @@ Loss: (1 - l) L1 + l D-SSIM, the accumulated alpha against the foreground (`lamb
 displacement in voxels (`lambda_displacement`).
 
 Carved from masks (the subject only), a capture that also shows a floor or a set gets a static point set
-for it (`background`), drawn with every frame's points, never displaced, coloured and sized like them.
+for it (`background`), drawn with every frame's points, never displaced, coloured and sized like them. Where
+most of the set lies on one plane (a floor), its points near or below it are moved onto it and drawn as
+discs across it (an extension of 4K4D's round points: `render.points`).
 
 The training images of every frame are part of the model (uint8, in the checkpoint): IBR needs them at
 render time, as 4K4D's does.
@@ -101,13 +103,16 @@ class FourK4DConfig:
     """Learning rate of the HexPlane (4K4D: 5e-3; decays to 1/10)."""
     lr_mlp: float = 1e-3
     """Learning rate of the networks (decays to 1/10)."""
-    background_discs: bool = False
+    background_discs: bool = True
     """Background points are discs across the plane of their 32 nearest (`background.plane_normals`; round
     where those are not flat) rather than round points: a floor seen at a grazing angle is covered without
-    blurring it."""
-    background_plane: bool = False
-    """Find the background set's dominant plane (a floor: `background.dominant_plane`); its points near or
-    below it are moved onto it and drawn as discs across it."""
+    blurring it. MuJoCo toss (3000 iterations, seed 0, held out; object / floor / sky): round 20.56 dB
+    (17.26 / 19.91 / 24.80), discs 20.75 (17.48 / 20.97 / 20.99)."""
+    background_plane: bool = True
+    """Find the background set's dominant plane (a floor: `background.dominant_plane`, none when under 30 % of
+    the points lie on one); its points near or below it are moved onto it and drawn as discs across it.
+    MuJoCo toss as above: 25.06 dB (17.04 / 25.04 / 34.99), where deformable has 24.24; the voted depths left
+    the floor points a median 0.015 and a 90th percentile 0.28 off the floor (scene box 2.3 wide)."""
     lr_background: float = 0.0
     """Learning rate of the background set's own attributes (decays to 1/10; 0: none, the default): per
     point, offsets of the radius and density logits and of the SH residual, added to what the networks give
