@@ -151,6 +151,8 @@ def test_dominant_plane_moves_near_and_hidden_points_onto_the_floor():
     assert background_shape(pts, bounds, eyes, False, False, torch.Generator())[1].abs().sum() == 0
     blob = torch.randn(500, 3, generator=g)
     assert dominant_plane(blob, 0.02, torch.Generator().manual_seed(1)) is None  # no floor: nothing moves
+    around = torch.cat([eyes, torch.tensor([[0.0, 3.0, -2.0]])])  # a camera under it: the plane is no floor
+    assert torch.equal(background_shape(pts, bounds, around, False, True, torch.Generator().manual_seed(1))[0], pts)
 
 
 def test_a_background_of_discs_bakes_and_renders_like_the_trained_model(scene):

@@ -114,8 +114,11 @@ def dominant_plane(points: Tensor, tolerance: float, generator: torch.Generator,
 def onto_plane(points: Tensor, normal: Tensor, offset: Tensor, eyes: Tensor, band: float) -> tuple[Tensor, Tensor]:
     """Points [M, 3] moved onto the plane n.x = offset where they lie within `band` of it on the side of the
     camera centres `eyes` [C, 3], or beyond it (an opaque floor hides everything below it). -> (points [M, 3],
-    moved [M] bool); the normal is flipped to the cameras' side."""
-    if float((eyes @ normal - offset).mean()) < 0:
+    moved [M] bool); nothing moves when the cameras are not all on one side of the plane (it is no floor)."""
+    side = eyes @ normal - offset
+    if not (bool((side > 0).all()) or bool((side < 0).all())):
+        return points, torch.zeros(len(points), dtype=torch.bool, device=points.device)
+    if float(side.mean()) < 0:
         normal, offset = -normal, -offset
     h = points @ normal - offset
     moved = h < band
@@ -125,7 +128,7 @@ def onto_plane(points: Tensor, normal: Tensor, offset: Tensor, eyes: Tensor, ban
 def background_shape(points: Tensor, bounds: Tensor, eyes: Tensor, discs: bool, plane: bool,
                      generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """(points [M, 3], normals [M, 3]) of a background set: with `plane`, the points near or below its
-    dominant plane (a floor) moved onto it with its normal; with `discs`, the others the normal of their
+    dominant plane (a floor; cameras all on one side of it) moved onto it with its normal; with `discs`, the others the normal of their
     neighbours' plane (`plane_normals`); zero rows elsewhere (round points)."""
     normals = points.new_zeros(points.shape)
     if discs:
