@@ -38,6 +38,18 @@ def test_selection_backends_agree(n, k):
         assert (ref >= 0).sum() > 0 and (ref[..., 0] >= 0).float().mean() > 0.2  # the test covers pixels
 
 
+def test_cpu_selection_skips_points_behind_the_camera_or_off_the_image():
+    cam = _camera()
+    means, radii, _, _ = _points(300, seed=5)
+    means[:60, 1] -= 4.0  # behind the camera (it sits at y = -3 looking along +y)
+    means[60:120, 0] += 3.0  # beside the image
+    means[120:130] = means[130:140]  # equal depths, decided by index
+    uv, z, r = project_points(means, radii, cam)
+    ref = select_nearest(uv, z, r, cam.width, cam.height, 8, "dense")
+    assert torch.equal(select_nearest(uv, z, r, cam.width, cam.height, 8, "cpu"), ref)
+    assert not torch.isin(ref, torch.arange(120)).any() and (ref >= 0).any()
+
+
 def test_selection_is_front_to_back_and_ties_go_to_the_lower_index():
     cam = _camera(8, 8)
     means = torch.tensor([[0.0, 0.0, 0.0]] * 3 + [[0.0, -1.0, 0.0]], dtype=torch.float64)  # 3 at one depth, 1 nearer
@@ -51,7 +63,8 @@ def test_selection_is_front_to_back_and_ties_go_to_the_lower_index():
 def test_cpu_selection_does_not_depend_on_the_order_it_visits_points():
     import numpy as np
 
-    from splat4d.render.points_cpu import _extent, _select
+    from splat4d.render.points import conic_extent
+    from splat4d.render.points_cpu import _select
 
     cam = _camera()
     means, radii, _, _ = _points(200, seed=3)
@@ -60,8 +73,9 @@ def test_cpu_selection_does_not_depend_on_the_order_it_visits_points():
     ref = select_nearest(uv, z, r, cam.width, cam.height, 6, "dense")
     for order in (np.arange(200)[::-1].copy(), np.random.default_rng(0).permutation(200)):
         q = r[order].numpy().copy()
+        ex, ey = (e.numpy().copy() for e in conic_extent(r[order]))
         got = _select(uv[order, 0].numpy().copy(), uv[order, 1].numpy().copy(), z.numpy().copy(),  # z by point
-                      q, *_extent(q), order.astype(np.int64), cam.width, cam.height, 6, 3)
+                      q, ex, ey, order.astype(np.int64), cam.width, cam.height, 6, 3)
         assert torch.equal(torch.from_numpy(got), ref)
 
 
