@@ -75,7 +75,8 @@ def test_cpu_selection_does_not_depend_on_the_order_it_visits_points():
         q = r[order].numpy().copy()
         ex, ey = (e.numpy().copy() for e in conic_extent(r[order]))
         got = _select(uv[order, 0].numpy().copy(), uv[order, 1].numpy().copy(), z.numpy().copy(),  # z by point
-                      q, ex, ey, order.astype(np.int64), cam.width, cam.height, 6, 3)
+                      q, ex, ey, order.astype(np.int64), cam.width, cam.height, 6,
+                      np.array([0, 7, 8, cam.height]))
         assert torch.equal(torch.from_numpy(got), ref)
 
 

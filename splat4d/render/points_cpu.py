@@ -21,15 +21,14 @@ from torch import Tensor
 
 
 @njit(parallel=True, cache=True)
-def _select(u, v, z, cq, ex, ey, ids, width, height, k, row_blocks):
+def _select(u, v, z, cq, ex, ey, ids, width, height, k, edges):
     # u, v, cq (conics [n, 4]), ex, ey (box half-widths): in the order of the visit; z: depth by point index
-    # (ids[i] is the i-th visited point's index)
+    # (ids[i] is the i-th visited point's index); edges: the row blocks' first rows and the image's height
     n = u.shape[0]
     idx = np.full((height, width, k), -1, dtype=np.int64)
     count = np.zeros((height, width), dtype=np.int64)
-    rows_per = (height + row_blocks - 1) // row_blocks
-    for b in prange(row_blocks):
-        ry0, ry1 = b * rows_per, min(height, (b + 1) * rows_per)
+    for b in prange(edges.shape[0] - 1):
+        ry0, ry1 = edges[b], edges[b + 1]
         for i in range(n):
             r2 = cq[i, 3]
             if r2 <= 0.0:
@@ -78,26 +77,54 @@ def select_cpu(uv: Tensor, z: Tensor, conic: Tensor, width: int, height: int, k:
     return torch.from_numpy(_select_np(uv_[:, 0], uv_[:, 1], a(z), a(conic), width, height, k)).to(uv.device)
 
 
-@njit(cache=True)
-def _visit(u, v, z, q, width, height, buckets):
-    """The points to visit, about front to back: (ids, u, v, conic, x and y half-widths) of every point in
-    front of the camera whose box meets the image, ordered by depth bucket (`buckets` equal steps between
-    the nearest and the farthest) and by index within one: a counting sort in one pass, where a full sort
-    and the gathers after it took a fifth of the selection's time."""
+@njit(parallel=True, cache=True)
+def _boxes(u, v, q, width, height):
+    """Each point's box half-widths (x, y) in pixels, and whether it is in front of the camera with a box
+    that meets the image."""
     n = u.shape[0]
-    ex, ey = np.empty(n), np.empty(n)
+    ex, ey = np.zeros(n), np.zeros(n)
     keep = np.zeros(n, dtype=np.bool_)
-    lo, hi = np.inf, -np.inf
-    for i in range(n):
+    for i in prange(n):
         if q[i, 3] <= 0.0:
             continue
         det = max(q[i, 0] * q[i, 2] - q[i, 1] * q[i, 1], 1e-30)
         ex[i] = math.sqrt(q[i, 3] * q[i, 2] / det)
         ey[i] = math.sqrt(q[i, 3] * q[i, 0] / det)
-        if u[i] + ex[i] <= 0.0 or u[i] - ex[i] >= width or v[i] + ey[i] <= 0.0 or v[i] - ey[i] >= height:
-            continue
-        keep[i] = True
-        lo, hi = min(lo, z[i]), max(hi, z[i])
+        keep[i] = not (u[i] + ex[i] <= 0.0 or u[i] - ex[i] >= width or v[i] + ey[i] <= 0.0 or v[i] - ey[i] >= height)
+    return ex, ey, keep
+
+
+@njit(cache=True)
+def _visit(u, v, z, q, ex, ey, keep, width, height, buckets, blocks):
+    """The points to visit, about front to back, and the row blocks: (ids, u, v, conic, x and y half-widths)
+    of the `keep` points ordered by depth bucket (`buckets` equal steps between the nearest and the
+    farthest) and by index within one (a counting sort: a full sort and the gathers after it took a fifth
+    of the selection's time), and `blocks` + 1 row edges that give each block about the same number of box
+    pixels (equal bands left one thread 90 % of the work on a subject in the lower half of the image)."""
+    n = u.shape[0]
+    lo, hi = np.inf, -np.inf
+    work = np.zeros(height + 1)  # box pixels starting (+) and ending (-) per row
+    for i in range(n):
+        if keep[i]:
+            lo, hi = min(lo, z[i]), max(hi, z[i])
+            y0, y1 = max(int(math.floor(v[i] - ey[i])), 0), min(int(math.ceil(v[i] + ey[i])), height)
+            w = min(int(math.ceil(u[i] + ex[i])), width) - max(int(math.floor(u[i] - ex[i])), 0)
+            if y0 < y1 and w > 0:
+                work[y0] += w
+                work[y1] -= w
+    total, run = 0.0, 0.0
+    for y in range(height):
+        run += work[y]
+        work[y] = run + 1.0  # every row costs something, covered or not
+        total += work[y]
+    edges = np.full(blocks + 1, height, dtype=np.int64)
+    edges[0] = 0
+    acc, b = 0.0, 1
+    for y in range(height):
+        acc += work[y]
+        while b < blocks and acc >= total * b / blocks:
+            edges[b] = y + 1
+            b += 1
     step = (hi - lo) / buckets if hi > lo else 1.0
     start = np.zeros(buckets + 1, dtype=np.int64)
     key = np.empty(n, dtype=np.int64)
@@ -105,8 +132,8 @@ def _visit(u, v, z, q, width, height, buckets):
         if keep[i]:
             key[i] = min(int((z[i] - lo) / step), buckets - 1)
             start[key[i] + 1] += 1
-    for b in range(buckets):
-        start[b + 1] += start[b]
+    for c in range(buckets):
+        start[c + 1] += start[c]
     m = start[buckets]
     ids = np.empty(m, dtype=np.int64)
     uo, vo, qo, exo, eyo = np.empty(m), np.empty(m), np.empty((m, 4)), np.empty(m), np.empty(m)
@@ -117,19 +144,20 @@ def _visit(u, v, z, q, width, height, buckets):
             ids[j], uo[j], vo[j], exo[j], eyo[j] = i, u[i], v[i], ex[i], ey[i]
             for c in range(4):
                 qo[j, c] = q[i, c]
-    return ids, uo, vo, qo, exo, eyo
+    return ids, uo, vo, qo, exo, eyo, edges
 
 
 def _select_np(u, v, z, q, width: int, height: int, k: int) -> np.ndarray:
     """The selection on numpy arrays. The kernel visits the points about front to back (`_visit`: each
     insertion is then mostly an append, and a pixel whose list is full rejects every later point at once:
     half the time of index order on a 30k-point 4K4D frame); equal depths are ordered by point index inside
-    the kernel, so the order of the visit changes nothing. Each thread's rows visit every point, so more
-    row blocks cost time: two per thread (on the 4K4D benchmark's baked frames, 128², 2 threads: 1.9 and
-    3.5 ms where four per thread took 2.0 and 3.8; benchmarks/results/points_select_kernel.json)."""
-    blocks = max(1, min(height, 2 * torch.get_num_threads()))
-    ids, uo, vo, qo, ex, ey = _visit(u, v, z, q, int(width), int(height), max(64, len(u) // 4))
-    return _select(uo, vo, z, qo, ex, ey, ids, int(width), int(height), int(k), blocks)
+    the kernel, so the order of the visit changes nothing. One block of rows per thread, cut to equal work
+    (each block visits every point, so more blocks cost time)."""
+    ex, ey, keep = _boxes(u, v, q, int(width), int(height))
+    blocks = max(1, min(int(height), torch.get_num_threads()))
+    ids, uo, vo, qo, ex, ey, edges = _visit(u, v, z, q, ex, ey, keep, int(width), int(height), max(64, len(u) // 4),
+                                           blocks)
+    return _select(uo, vo, z, qo, ex, ey, ids, int(width), int(height), int(k), edges)
 
 
 @njit(parallel=True, cache=True)
