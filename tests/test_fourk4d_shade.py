@@ -65,3 +65,23 @@ def test_fused_colours_of_the_needed_points_only():
     full = shade_cpu(colors, logits, valid, sh, means, eye)
     part = shade_cpu(colors, logits, valid, sh, means, eye, need=need)
     assert torch.equal(part[need], full[need]) and (part[~need] == 0).all()
+
+
+def test_fused_colours_blend_from_the_logits_where_the_precomputed_weights_underflow():
+    g = torch.Generator().manual_seed(5)
+    N, V = 64, 4
+    colors = torch.rand(N, V, 3, generator=g)
+    logits = torch.randn(N, V, generator=g)
+    logits[:32, 3] += 150.0  # a view not chosen dominates: exp(chosen - largest) is 0 in float32
+    valid = torch.ones(N, V, dtype=torch.bool)
+    sh = torch.randn(N, 4, 3, generator=g) * 0.1
+    means, eye = torch.randn(N, 3, generator=g), torch.tensor([0.0, -3.0, 1.0])
+    views = torch.tensor([0, 1])
+    from splat4d.methods.fourk4d.shade_cpu import blend_weights
+
+    weights = blend_weights(logits, valid)
+    assert (weights[:32, :3] == 0).all() and (weights[32:] > 0).all()
+    blended = ibr.blend(colors[:, views], logits[:, views], valid[:, views], torch.arange(2))
+    expected = ibr.point_colors(blended, ibr.sh_residual(sh, means, eye))
+    torch.testing.assert_close(shade_cpu(colors, logits, valid, sh, means, eye, views, weights=weights), expected,
+                               atol=2e-6, rtol=0)

@@ -90,13 +90,17 @@ class BakedFourK4D(Method):
     def point_colors(self, f: int, eye: Tensor, fused: bool = True, need: Tensor | None = None) -> Tensor:
         """[N, 3] colours the peel composites: the softmax blend of the chosen views plus the SH residual
         seen from `eye`, clamped. On the CPU one numba pass over the stored arrays (`shade_cpu`; only the
-        points `need` marks, when given) unless not `fused`; else torch (every point)."""
+        points `need` marks, when given; the softmax numerators of every frame computed on the first call
+        and kept, not stored) unless not `fused`; else torch (every point)."""
         means = self.means[f]
         if fused and means.device.type == "cpu":
-            from splat4d.methods.fourk4d.shade_cpu import shade_cpu
+            from splat4d.methods.fourk4d.shade_cpu import blend_weights, shade_cpu
 
+            key = (self.logits.data_ptr(), tuple(self.logits.shape))
+            if self.__dict__.get("_weights_key") != key:  # every frame's softmax numerators, once per model
+                self.__dict__["_weights"], self.__dict__["_weights_key"] = blend_weights(self.logits, self.valid), key
             return shade_cpu(self.colors[f], self.logits[f], self.valid[f], self.sh[f], means, eye, self.views_for(eye),
-                             need)
+                             need, self.__dict__["_weights"][f])
         colors, logits, valid = self.chosen(f, eye)
         blended = ibr.blend(colors, logits, valid, torch.arange(colors.shape[1], device=colors.device))
         return ibr.point_colors(blended, ibr.sh_residual(self.sh[f].float(), means, eye))

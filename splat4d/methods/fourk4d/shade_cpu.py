@@ -6,7 +6,10 @@ what `ibr.point_colors(ibr.blend(...), ibr.sh_residual(...))` computes in ~30 to
 and [N, 16, 3] tensors. Those stay the slow twin and test oracle (tests/test_fourk4d_shade.py). The
 kernel reads the frame's stored arrays in place: it picks the chosen views by index and widens fp16 values
 through a 65,536-entry table (numba has no float16), so nothing is gathered or converted beforehand (the
-gather and conversion took as long as the blend). It computes in float64 and returns float32.
+gather and conversion took as long as the blend). The softmax numerators come precomputed per frame
+(`blend_weights`: exp(logit - the point's largest), whatever views a render chooses; the exps took 40 % of
+the kernel), and a point whose chosen weights underflow is blended from its logits. It computes in float64
+and returns float32.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from splat4d.render.projection_cpu import _sh_bases
 
 _DEGREE = {num_sh_bases(d): d for d in range(4)}  # SH coefficients per point -> degree
 _CHUNK = 256  # points per parallel task (one SH buffer each: no allocation per point)
+_TINY = 1e-30
+"""Below this sum of a point's blend weights (float32 loses precision near 1e-38) the blend is redone from
+the logits."""
 _HALF = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
 """Every fp16 bit pattern's value: an fp16 array is passed as its uint16 bits and read through this."""
 
@@ -41,7 +47,7 @@ def _value_impl(x, table):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _shade(colors, views, logits, valid, sh, means, eye, degree, scale, table, need):
+def _shade(colors, views, weights, logits, valid, sh, means, eye, degree, scale, table, need):
     N, n = logits.shape[0], views.shape[0]
     B = sh.shape[1]
     out = np.empty((N, 3), dtype=np.float32)
@@ -51,22 +57,32 @@ def _shade(colors, views, logits, valid, sh, means, eye, degree, scale, table, n
             if not need[i]:
                 out[i, 0] = out[i, 1] = out[i, 2] = 0.0
                 continue
-            top = -np.inf
+            r = g = b = total = 0.0
             for j in range(n):
                 v = views[j]
-                if valid[i, v] and logits[i, v] > top:
-                    top = logits[i, v]
-            r = g = b = 0.0
-            if top > -np.inf:
-                total = 0.0
+                if valid[i, v]:
+                    w = weights[i, v]
+                    total += w
+                    r += w * _value(colors[i, v, 0], table)
+                    g += w * _value(colors[i, v, 1], table)
+                    b += w * _value(colors[i, v, 2], table)
+            if total < _TINY:  # no chosen view sees the point, or its weights underflowed: from the logits
+                top = -np.inf
                 for j in range(n):
                     v = views[j]
-                    if valid[i, v]:
-                        w = math.exp(logits[i, v] - top)
-                        total += w
-                        r += w * _value(colors[i, v, 0], table)
-                        g += w * _value(colors[i, v, 1], table)
-                        b += w * _value(colors[i, v, 2], table)
+                    if valid[i, v] and logits[i, v] > top:
+                        top = logits[i, v]
+                r = g = b = total = 0.0
+                if top > -np.inf:
+                    for j in range(n):
+                        v = views[j]
+                        if valid[i, v]:
+                            w = math.exp(logits[i, v] - top)
+                            total += w
+                            r += w * _value(colors[i, v, 0], table)
+                            g += w * _value(colors[i, v, 1], table)
+                            b += w * _value(colors[i, v, 2], table)
+            if total > 0.0:
                 r, g, b = r / total, g / total, b / total
             dx, dy, dz = means[i, 0] - eye[0], means[i, 1] - eye[1], means[i, 2] - eye[2]
             norm = max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
@@ -90,18 +106,30 @@ def _stored(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.to(torch.float32).numpy())
 
 
+def blend_weights(logits: Tensor, valid: Tensor) -> Tensor:
+    """[..., V] float32 exp(logit - the largest logit of a view that sees the point), 0 where the view does
+    not: the softmax numerators of every blend of a subset of the views, up to a factor per point (one
+    exp per point and view, where a render otherwise takes one per point and chosen view)."""
+    top = logits.masked_fill(~valid, -torch.inf).amax(-1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return torch.where(valid, torch.exp(logits.float() - top), torch.zeros((), dtype=torch.float32))
+
+
 def shade_cpu(colors: Tensor, logits: Tensor, valid: Tensor, sh: Tensor, means: Tensor, eye: Tensor,
-              views: Tensor | None = None, need: Tensor | None = None) -> Tensor:
+              views: Tensor | None = None, need: Tensor | None = None, weights: Tensor | None = None) -> Tensor:
     """[N, 3] float32 point colours from the source views' colours [N, V, 3] (fp16 or fp32), logits [N, V],
     valid [N, V] and SH coefficients [N, B, 3] (B = 1, 4, 9 or 16; fp16 or fp32), for points `means` [N, 3]
     seen from `eye` [3], blending the views `views` [n] (indices into V; default all); only the points
-    `need` [N] bool marks (default all; the others get 0)."""
+    `need` [N] bool marks (default all; the others get 0). weights: `blend_weights(logits, valid)`, which a
+    caller that shades one frame from many eyes computes once (default: computed here)."""
     if sh.shape[1] not in _DEGREE:
         raise ValueError(f"SH coefficients per point must be 1, 4, 9 or 16, got {sh.shape[1]}")
     if views is None:
         views = torch.arange(colors.shape[1], device="cpu")
+    if weights is None:
+        weights = blend_weights(logits, valid)
     a = lambda t, dt=torch.float32: np.ascontiguousarray(t.detach().to("cpu", dt).numpy())  # noqa: E731
-    out = _shade(_stored(colors), a(views, torch.int64), a(logits), a(valid, torch.bool), _stored(sh), a(means),
-                 a(eye, torch.float64), _DEGREE[sh.shape[1]], SH_SCALE, _HALF,
+    out = _shade(_stored(colors), a(views, torch.int64), a(weights), a(logits), a(valid, torch.bool), _stored(sh),
+                 a(means), a(eye, torch.float64), _DEGREE[sh.shape[1]], SH_SCALE, _HALF,
                  np.ones(len(means), dtype=np.bool_) if need is None else a(need, torch.bool))
     return torch.from_numpy(out)
