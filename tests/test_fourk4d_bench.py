@@ -16,6 +16,7 @@ def test_fourk4d_bench_writes_a_complete_table(tmp_path, capsys):
     assert all(r["render_ms"] > 0 for r in rows) and rows[2]["baked_mb_per_frame"] > 0
     assert all(lo <= r["render_ms"] <= hi for r in rows for lo, hi in [r["render_ms_quartiles"]])
     assert rows[2]["speedup_vs_trained_paired"] > 0
+    assert all(r["page_faults_per_frame"] >= 0 and r["system_ms_per_frame"] >= 0 for r in rows)
     assert set(rows[2]["split_ms"]) == {"colors_ms", "colors_torch_ms", "peel_ms"} and all(v > 0 for v in rows[2]["split_ms"].values())
     assert 0 <= rows[2]["max_abs_vs_trained"] <= 1e-3
     assert rows[2]["speedup_vs_trained"] == pytest.approx(rows[1]["render_ms"] / rows[2]["render_ms"])

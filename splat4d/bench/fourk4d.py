@@ -1,12 +1,14 @@
 """4K4D benchmark: held-out PSNR of `fourk4d` (trained and baked) against `deformable` at the same
 iteration budget, per-frame render time of the training-time renderer, the baked renderer and
-`deformable`'s (split into preparation and rasterization/peeling), and the baked bytes per frame.
+`deformable`'s (split into preparation and rasterization/peeling), the page faults and kernel CPU time of
+each render, and the baked bytes per frame.
 Writes `fourk4d_<scene>.json`; run folders go under out/fourk4d/ (deformable's are shared with the ADC-GS
 benchmark, out/adcgs/<scene>_deformable, when they exist)."""
 
 from __future__ import annotations
 
 import json
+import resource
 import statistics
 import time
 from dataclasses import dataclass
@@ -47,23 +49,29 @@ class FourK4DBench:
 
 
 @torch.no_grad()
-def render_times(methods: list, scene, frames: int, rounds: int = 3) -> list[list[float]]:
+def render_times(methods: list, scene, frames: int, rounds: int = 3) -> tuple[list[list[float]], list[dict]]:
     """Ms per rendered test view (the whole render call) of each method, interleaved: every view is
     rendered by each method in turn, `rounds` times over the first `frames` test views, after one warm-up
-    each, so a change in the machine's load falls on every method alike. [method][round * view]."""
+    each, so a change in the machine's load falls on every method alike. [method][round * view]; and per
+    method the mean page faults and kernel (system) CPU ms per render: a renderer that allocates large
+    temporaries spends time faulting fresh pages in, which varies with the host far more than arithmetic."""
     views = scene.split("test")[:frames]
     bg = torch.tensor(scene.background)
     for m in methods:
         m.render(scene.camera(views[0]), float(views[0].time), bg)
     ms: list[list[float]] = [[] for _ in methods]
+    kernel = [{"page_faults": 0.0, "system_ms": 0.0} for _ in methods]
     for _ in range(rounds):
         for v in views:
             cam = scene.camera(v)
-            for m, out in zip(methods, ms):
-                t0 = time.perf_counter()
+            for m, out, k in zip(methods, ms, kernel):
+                r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
                 m.render(cam, float(v.time), bg)
-                out.append((time.perf_counter() - t0) * 1e3)
-    return ms
+                t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+                out.append((t1 - t0) * 1e3)
+                k["page_faults"] += (r1.ru_minflt - r0.ru_minflt) / (rounds * len(views))
+                k["system_ms"] += (r1.ru_stime - r0.ru_stime) * 1e3 / (rounds * len(views))
+    return ms, kernel
 
 
 @torch.no_grad()
@@ -139,10 +147,11 @@ def run(cfg: FourK4DBench) -> dict:
             row["split_ms"] = baked_split_ms(method, scene, cfg.frames)
         rows.append(row)
         methods.append(method)
-    times = render_times(methods, scene, cfg.frames)
-    for r, ms in zip(rows, times):
+    times, kernel = render_times(methods, scene, cfg.frames)
+    for r, ms, k in zip(rows, times, kernel):
         q1, r["render_ms"], q3 = statistics.quantiles(ms, n=4)
         r["render_ms_quartiles"] = [q1, q3]
+        r["page_faults_per_frame"], r["system_ms_per_frame"] = k["page_faults"], k["system_ms"]
     # each view's trained and baked renders ran back to back: the median of those ratios
     rows[2]["speedup_vs_trained_paired"] = statistics.median([a / b for a, b in zip(times[1], times[2])])
     for r in rows:
@@ -154,10 +163,12 @@ def run(cfg: FourK4DBench) -> dict:
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / f"fourk4d_{key}.json").write_text(json.dumps(result, indent=2))
     print(f"\n{cfg.scene}, {cfg.iters} iterations")
-    print(f"{'method':<14} {'PSNR':>6} {'dPSNR':>6} {'SSIM':>6} {'ms/frame':>8} {'x deformable':>12}")
+    print(f"{'method':<14} {'PSNR':>6} {'dPSNR':>6} {'SSIM':>6} {'ms/frame':>8} {'x deformable':>12} "
+          f"{'faults/frame':>12} {'system ms':>9}")
     for r in rows:
         print(f"{r['method']:<14} {r['psnr']:6.2f} {r['psnr_minus_deformable']:+6.2f} {r['ssim']:6.3f} "
-              f"{r['render_ms']:8.1f} {r['speedup_vs_deformable']:12.1f}")
+              f"{r['render_ms']:8.1f} {r['speedup_vs_deformable']:12.1f} {r['page_faults_per_frame']:12.0f} "
+              f"{r['system_ms_per_frame']:9.1f}")
     print(f"baked: {rows[2]['speedup_vs_trained']:.1f}x faster than the training-time renderer (median of "
           f"view-by-view ratios {rows[2]['speedup_vs_trained_paired']:.1f}x), "
           f"{rows[2]['baked_mb_per_frame']:.2f} MB per frame, max abs difference {rows[2]['max_abs_vs_trained']:.2e}")
