@@ -50,6 +50,21 @@ def test_cpu_selection_skips_points_behind_the_camera_or_off_the_image():
     assert not torch.isin(ref, torch.arange(120)).any() and (ref >= 0).any()
 
 
+def test_cpu_selection_never_draws_a_point_with_a_nan_position():
+    cam = _camera()
+    means, radii, _, _ = _points(100, seed=6)
+    means[7, 0] = float("nan")
+    means[8, 2] = float("inf")
+    means[9, 1] = float("nan")  # its depth
+    uv, z, r = project_points(means, radii, cam)
+    got = select_nearest(uv, z, r, cam.width, cam.height, 6, "cpu")
+    keep = torch.ones(100, dtype=torch.bool)
+    keep[7:10] = False
+    sub = torch.nonzero(keep)[:, 0]
+    ref = select_nearest(uv[keep], z[keep], r[keep], cam.width, cam.height, 6, "dense")
+    assert torch.equal(got, torch.where(ref >= 0, sub[ref.clamp(min=0)], ref))
+
+
 def test_selection_is_front_to_back_and_ties_go_to_the_lower_index():
     cam = _camera(8, 8)
     means = torch.tensor([[0.0, 0.0, 0.0]] * 3 + [[0.0, -1.0, 0.0]], dtype=torch.float64)  # 3 at one depth, 1 nearer

@@ -1,9 +1,10 @@
 """Numba kernels of depth peeling (`splat4d.render.points`).
 
 Selection (`select_cpu`, any render): per pixel the k covering points nearest the camera. Points in front
-of the camera whose boxes meet the image are visited about front to back (by depth bucket) and each is inserted into the k-list of every pixel it covers, sorted by depth and
-then point index (ties go to the lower index, as the torch backends order them, whatever the order of the
-visit). Rows of the image are split between threads; each thread visits every point but only the rows it
+of the camera whose boxes meet the image are visited about front to back (by depth bucket), and each is
+inserted into the k-list of every pixel it covers, sorted by depth and then point index (ties go to the
+lower index, as the torch backends order them, whatever the order of the visit). Rows of the image are
+split between numba's threads in blocks of equal work; each thread visits every point but only the rows it
 owns, so no two threads write one pixel.
 
 A render without gradients (`peel_cpu`, a baked model's) also projects and composites in numba, reading
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numba
 import numpy as np
 import torch
 from numba import njit, prange
@@ -78,19 +80,21 @@ def select_cpu(uv: Tensor, z: Tensor, conic: Tensor, width: int, height: int, k:
 
 
 @njit(parallel=True, cache=True)
-def _boxes(u, v, q, width, height):
+def _boxes(u, v, z, q, width, height):
     """Each point's box half-widths (x, y) in pixels, and whether it is in front of the camera with a box
-    that meets the image."""
+    that meets the image (and no NaN or infinity in its place: the counting sort indexes by depth)."""
     n = u.shape[0]
     ex, ey = np.zeros(n), np.zeros(n)
     keep = np.zeros(n, dtype=np.bool_)
     for i in prange(n):
-        if q[i, 3] <= 0.0:
+        if not (q[i, 3] > 0.0):  # behind the camera (or not a number)
             continue
         det = max(q[i, 0] * q[i, 2] - q[i, 1] * q[i, 1], 1e-30)
         ex[i] = math.sqrt(q[i, 3] * q[i, 2] / det)
         ey[i] = math.sqrt(q[i, 3] * q[i, 0] / det)
-        keep[i] = not (u[i] + ex[i] <= 0.0 or u[i] - ex[i] >= width or v[i] + ey[i] <= 0.0 or v[i] - ey[i] >= height)
+        # every comparison with a NaN is false: a point with one is never kept
+        keep[i] = u[i] + ex[i] > 0.0 and u[i] - ex[i] < width and v[i] + ey[i] > 0.0 and v[i] - ey[i] < height \
+            and z[i] > -np.inf and z[i] < np.inf
     return ex, ey, keep
 
 
@@ -153,8 +157,8 @@ def _select_np(u, v, z, q, width: int, height: int, k: int) -> np.ndarray:
     half the time of index order on a 30k-point 4K4D frame); equal depths are ordered by point index inside
     the kernel, so the order of the visit changes nothing. One block of rows per thread, cut to equal work
     (each block visits every point, so more blocks cost time)."""
-    ex, ey, keep = _boxes(u, v, q, int(width), int(height))
-    blocks = max(1, min(int(height), torch.get_num_threads()))
+    ex, ey, keep = _boxes(u, v, z, q, int(width), int(height))
+    blocks = max(1, min(int(height), numba.get_num_threads()))
     ids, uo, vo, qo, ex, ey, edges = _visit(u, v, z, q, ex, ey, keep, int(width), int(height), max(64, len(u) // 4),
                                            blocks)
     return _select(uo, vo, z, qo, ex, ey, ids, int(width), int(height), int(k), edges)
