@@ -112,7 +112,8 @@ def blend_weights(logits: Tensor, valid: Tensor) -> Tensor:
     exp per point and view, where a render otherwise takes one per point and chosen view)."""
     top = logits.masked_fill(~valid, -torch.inf).amax(-1, keepdim=True)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    return torch.where(valid, torch.exp(logits.float() - top), torch.zeros((), dtype=torch.float32, device=logits.device))
+    zero = torch.zeros((), dtype=torch.float32, device=logits.device)
+    return torch.where(valid, torch.exp(logits.float() - top), zero)
 
 
 def shade_cpu(colors: Tensor, logits: Tensor, valid: Tensor, sh: Tensor, means: Tensor, eye: Tensor,
