@@ -83,3 +83,16 @@ def test_blend_net_gradients_reach_features_and_colours():
     assert logits.shape == (10, 4)
     blend(cols, logits, torch.ones(10, 4, dtype=torch.bool), torch.arange(4)).sum().backward()
     assert feats.grad.abs().sum() > 0 and cols.grad.abs().sum() > 0
+
+
+def test_blend_net_without_gradients_gives_the_same_logits_in_chunks(monkeypatch):
+    from splat4d.methods.fourk4d import ibr
+
+    g = torch.Generator().manual_seed(2)
+    net = BlendNet(8)
+    feats, cols, dirs = torch.randn(50, 8, generator=g), torch.rand(50, 5, 3, generator=g), torch.randn(50, 5, 3, generator=g)
+    whole = net(feats, cols, dirs)  # with gradients: one pass
+    monkeypatch.setattr(ibr, "BLEND_CHUNK", 7)
+    with torch.no_grad():
+        chunked = net(feats, cols, dirs)
+    assert chunked.shape == (50, 5) and torch.allclose(chunked, whole.detach(), atol=1e-6, rtol=0)

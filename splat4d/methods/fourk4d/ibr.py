@@ -49,6 +49,10 @@ def nearest_views(target_centers: Tensor, source_centers: Tensor, center: Tensor
     return torch.topk(cos, max(n, 1), dim=-1).indices
 
 
+BLEND_CHUNK = 4096
+"""Points per chunk of the blend network when no gradients are needed (see `BlendNet.forward`)."""
+
+
 class BlendNet(nn.Module):
     """Blend logit of a (point, source view) from [point feature, sampled colour, direction to the source]."""
 
@@ -57,7 +61,16 @@ class BlendNet(nn.Module):
         self.mlp = MLP(feature_dim + 6, hidden, 1, depth)
 
     def forward(self, features: Tensor, colors: Tensor, dirs: Tensor) -> Tensor:
-        """features [N, F], colors [N, V, 3], dirs [N, V, 3] -> logits [N, V]."""
+        """features [N, F], colors [N, V, 3], dirs [N, V, 3] -> logits [N, V]. Without gradients, in chunks of
+        BLEND_CHUNK points: the [N * V, hidden] activations of a whole frame (80-110 MB on the MuJoCo capture)
+        are beyond what the allocator keeps, so every render faulted them in afresh (60,000 page faults and
+        ~185 ms of kernel time per render on 2 cores); a chunk's are reused."""
+        if torch.is_grad_enabled() or features.shape[0] <= BLEND_CHUNK:
+            return self._logits(features, colors, dirs)
+        return torch.cat([self._logits(features[i:i + BLEND_CHUNK], colors[i:i + BLEND_CHUNK], dirs[i:i + BLEND_CHUNK])
+                          for i in range(0, features.shape[0], BLEND_CHUNK)])
+
+    def _logits(self, features: Tensor, colors: Tensor, dirs: Tensor) -> Tensor:
         f = features[:, None].expand(-1, colors.shape[1], -1)
         return self.mlp(torch.cat([f, colors, dirs], -1))[..., 0]
 
