@@ -117,6 +117,9 @@ def test_baked_model_renders_like_the_trained_one(scene, model):
             torch.testing.assert_close(baked.point_colors(0, eye), baked.point_colors(0, eye, fused=False),
                                        atol=2e-6, rtol=0)
     assert not list(baked.parameters())  # the networks are gone
+    with torch.no_grad():  # new logits loaded in place: the kept softmax numerators follow them
+        baked.load_state_dict({**baked.state_dict(), "logits": baked.logits.flip(-1)})
+    torch.testing.assert_close(baked.point_colors(0, eye), baked.point_colors(0, eye, fused=False), atol=2e-6, rtol=0)
 
 
 def test_bake_command_and_bad_input(scene, model, tmp_path, capsys):

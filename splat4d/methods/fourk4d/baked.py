@@ -96,11 +96,12 @@ class BakedFourK4D(Method):
         if fused and means.device.type == "cpu":
             from splat4d.methods.fourk4d.shade_cpu import blend_weights, shade_cpu
 
-            key = (self.logits.data_ptr(), tuple(self.logits.shape))
-            if self.__dict__.get("_weights_key") != key:  # every frame's softmax numerators, once per model
-                self.__dict__["_weights"], self.__dict__["_weights_key"] = blend_weights(self.logits, self.valid), key
+            # every frame's softmax numerators, once per model (again after the logits change, in place too)
+            key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in (self.logits, self.valid))
+            if getattr(self, "_weights_key", None) != key:
+                self._weights, self._weights_key = blend_weights(self.logits, self.valid), key
             return shade_cpu(self.colors[f], self.logits[f], self.valid[f], self.sh[f], means, eye, self.views_for(eye),
-                             need, self.__dict__["_weights"][f])
+                             need, self._weights[f])
         colors, logits, valid = self.chosen(f, eye)
         blended = ibr.blend(colors, logits, valid, torch.arange(colors.shape[1], device=colors.device))
         return ibr.point_colors(blended, ibr.sh_residual(self.sh[f].float(), means, eye))
